@@ -276,7 +276,10 @@ mod tests {
 
     #[test]
     fn slug_from_name_is_always_valid() {
-        assert_eq!(PersonaSlug::from_name("Anna Karenina").as_str(), "anna-karenina");
+        assert_eq!(
+            PersonaSlug::from_name("Anna Karenina").as_str(),
+            "anna-karenina"
+        );
         assert_eq!(PersonaSlug::from_name("  --Лиза  ").as_str(), "persona");
         assert_eq!(PersonaSlug::from_name("R2 - D2!").as_str(), "r2-d2");
         let long = PersonaSlug::from_name(&"x".repeat(200));

@@ -506,7 +506,10 @@ mod tests {
         ] {
             assert_eq!(MessageState::parse(s.as_str()), Ok(s));
         }
-        assert_eq!(PaymentProvider::parse("yookassa"), Ok(PaymentProvider::YooKassa));
+        assert_eq!(
+            PaymentProvider::parse("yookassa"),
+            Ok(PaymentProvider::YooKassa)
+        );
         assert!(Role::parse("robot").is_err());
     }
 }

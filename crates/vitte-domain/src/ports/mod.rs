@@ -14,6 +14,6 @@ pub use error::{BoxError, StoreError};
 pub use pool::PoolSettings;
 pub use schema::{DownTarget, MigrationInfo, SchemaControl, SchemaStatus};
 pub use store::{
-    BroadcastRepo, DialogRepo, EntitlementRepo, MemoryRepo, MessageRepo, PaymentRepo,
-    PersonaRepo, SettleOutcome, Store, UpdateInbox, UserRepo,
+    BroadcastRepo, DialogRepo, EntitlementRepo, MemoryRepo, MessageRepo, PaymentRepo, PersonaRepo,
+    SettleOutcome, Store, UpdateInbox, UserRepo,
 };

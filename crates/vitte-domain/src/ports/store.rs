@@ -6,8 +6,8 @@ use chrono::{DateTime, Utc};
 
 use super::{SchemaControl, StoreError};
 use crate::ids::{
-    BroadcastId, DialogId, MemoryId, MessageId, PaymentId, PersonaId, PersonaSlug,
-    TelegramUserId, UpdateId, UserId,
+    BroadcastId, DialogId, MemoryId, MessageId, PaymentId, PersonaId, PersonaSlug, TelegramUserId,
+    UpdateId, UserId,
 };
 use crate::model::{
     Broadcast, BroadcastState, CreditKind, Dialog, Grant, InboundUpdate, Memory, Message,
@@ -164,8 +164,12 @@ pub trait UpdateInbox: Send + Sync {
         lease_until: DateTime<Utc>,
     ) -> Result<Vec<InboundUpdate>>;
     /// Marks a claimed update handled (`Done`) or given up (`Failed`).
-    async fn finish_update(&self, id: UpdateId, state: UpdateState, now: DateTime<Utc>)
-    -> Result<()>;
+    async fn finish_update(
+        &self,
+        id: UpdateId,
+        state: UpdateState,
+        now: DateTime<Utc>,
+    ) -> Result<()>;
     /// Deletes finished updates received before `before`; returns how many.
     /// Their ids stop deduplicating, so keep well past Telegram's redelivery window.
     async fn prune_updates(&self, before: DateTime<Utc>) -> Result<u64>;
@@ -210,8 +214,11 @@ pub enum SettleOutcome {
 pub trait PaymentRepo: Send + Sync {
     /// Records a payment, or returns the existing one with the same provider
     /// id; the flag says whether it was created.
-    async fn record_payment(&self, payment: &NewPayment, now: DateTime<Utc>)
-    -> Result<(Payment, bool)>;
+    async fn record_payment(
+        &self,
+        payment: &NewPayment,
+        now: DateTime<Utc>,
+    ) -> Result<(Payment, bool)>;
     /// By key.
     async fn payment(&self, id: PaymentId) -> Result<Option<Payment>>;
     /// By the provider's id.

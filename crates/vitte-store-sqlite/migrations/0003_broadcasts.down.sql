@@ -1,0 +1,2 @@
+DROP TABLE broadcast_deliveries;
+DROP TABLE broadcasts;

@@ -1,0 +1,222 @@
+//! Chat messages.
+
+use async_trait::async_trait;
+use chrono::{DateTime, Utc};
+use sqlx::sqlite::{SqliteConnection, SqliteRow};
+use vitte_domain::ids::{DialogId, MessageId, UpdateId};
+use vitte_domain::model::{Message, MessageState, NewMessage, Role, TokenUsage};
+use vitte_domain::ports::{MessageRepo, StoreError};
+
+use crate::SqliteStore;
+use crate::codec::{col, corrupt, micros, parsed_col, time_col, to_json};
+use crate::error::{db_err, or_missing};
+
+macro_rules! message_columns {
+    () => {
+        "id, dialog_id, role, text, state, telegram_message_id, update_id, reply_to, model, \
+         prompt_tokens, completion_tokens, created_at"
+    };
+}
+
+fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
+    let usage = match (
+        col::<Option<String>>(row, "model")?,
+        col::<Option<i32>>(row, "prompt_tokens")?,
+        col::<Option<i32>>(row, "completion_tokens")?,
+    ) {
+        (None, None, None) => None,
+        (Some(model), Some(prompt_tokens), Some(completion_tokens)) => Some(TokenUsage {
+            model,
+            prompt_tokens,
+            completion_tokens,
+        }),
+        _ => {
+            return Err(StoreError::Corrupt(
+                "a message has only part of its token usage".to_owned(),
+            ));
+        }
+    };
+    Ok(Message {
+        id: MessageId(col(row, "id")?),
+        dialog_id: DialogId(col(row, "dialog_id")?),
+        role: parsed_col(row, "role", Role::parse)?,
+        text: col(row, "text")?,
+        state: parsed_col(row, "state", MessageState::parse)?,
+        telegram_message_id: col(row, "telegram_message_id")?,
+        update_id: col::<Option<i64>>(row, "update_id")?
+            .map(UpdateId::try_from)
+            .transpose()
+            .map_err(corrupt)?,
+        reply_to: col::<Option<i64>>(row, "reply_to")?.map(MessageId),
+        usage,
+        created_at: time_col(row, "created_at")?,
+    })
+}
+
+/// Stores a message and moves its dialog's `updated_at` (the latest message
+/// in either direction), inside the caller's transaction.
+async fn insert_message(
+    conn: &mut SqliteConnection,
+    message: &NewMessage,
+    now: DateTime<Utc>,
+) -> Result<Message, StoreError> {
+    let row = sqlx::query(concat!(
+        "INSERT INTO messages (dialog_id, role, text, state, telegram_message_id, update_id, \
+                               reply_to, model, prompt_tokens, completion_tokens, created_at) \
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING ",
+        message_columns!()
+    ))
+    .bind(message.dialog_id.0)
+    .bind(message.role.as_str())
+    .bind(&message.text)
+    .bind(message.state.as_str())
+    .bind(message.telegram_message_id)
+    .bind(message.update_id.map(UpdateId::get))
+    .bind(message.reply_to.map(|m| m.0))
+    .bind(message.usage.as_ref().map(|u| u.model.as_str()))
+    .bind(message.usage.as_ref().map(|u| u.prompt_tokens))
+    .bind(message.usage.as_ref().map(|u| u.completion_tokens))
+    .bind(micros(now))
+    .fetch_one(&mut *conn)
+    .await
+    .map_err(or_missing("dialog"))?;
+    sqlx::query("UPDATE dialogs SET updated_at = max(updated_at, ?2) WHERE id = ?1")
+        .bind(message.dialog_id.0)
+        .bind(micros(now))
+        .execute(&mut *conn)
+        .await
+        .map_err(db_err)?;
+    message_from_row(&row)
+}
+
+/// Ids as a JSON array, so a whole set binds as one parameter (`json_each`).
+fn id_list(ids: &[MessageId]) -> Result<String, StoreError> {
+    to_json(&ids.iter().map(|m| m.0).collect::<Vec<_>>())
+}
+
+#[async_trait]
+impl MessageRepo for SqliteStore {
+    async fn append_message(
+        &self,
+        message: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Message, StoreError> {
+        let mut tx = self.write_tx().await?;
+        let stored = insert_message(&mut tx, message, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE id = ?1"
+        ))
+        .bind(id.0)
+        .fetch_optional(&self.reader)
+        .await
+        .map_err(db_err)?
+        .as_ref()
+        .map(message_from_row)
+        .transpose()
+    }
+
+    async fn recent_messages(
+        &self,
+        dialog: DialogId,
+        limit: u32,
+    ) -> Result<Vec<Message>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT * FROM (SELECT ",
+            message_columns!(),
+            " FROM messages WHERE dialog_id = ?1 ORDER BY id DESC LIMIT ?2) ORDER BY id"
+        ))
+        .bind(dialog.0)
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+
+    async fn pending_messages(&self, dialog: DialogId) -> Result<Vec<Message>, StoreError> {
+        sqlx::query(concat!(
+            "SELECT ",
+            message_columns!(),
+            " FROM messages WHERE dialog_id = ?1 AND role = 'user' AND state = 'pending' \
+              ORDER BY id"
+        ))
+        .bind(dialog.0)
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?
+        .iter()
+        .map(message_from_row)
+        .collect()
+    }
+
+    async fn set_message_state(
+        &self,
+        ids: &[MessageId],
+        state: MessageState,
+    ) -> Result<(), StoreError> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        let done = sqlx::query(
+            "UPDATE messages SET state = ?2 WHERE id IN (SELECT value FROM json_each(?1))",
+        )
+        .bind(id_list(ids)?)
+        .bind(state.as_str())
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        if done.rows_affected() == 0 {
+            return Err(StoreError::NotFound("message"));
+        }
+        Ok(())
+    }
+
+    async fn complete_reply(
+        &self,
+        answered: &[MessageId],
+        reply: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Message, StoreError> {
+        let mut tx = self.write_tx().await?;
+        if !answered.is_empty() {
+            sqlx::query(
+                "UPDATE messages SET state = 'answered' \
+                 WHERE id IN (SELECT value FROM json_each(?1))",
+            )
+            .bind(id_list(answered)?)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        }
+        let stored = insert_message(&mut tx, reply, now).await?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn dialogs_with_pending(
+        &self,
+        older_than: DateTime<Utc>,
+        limit: u32,
+    ) -> Result<Vec<DialogId>, StoreError> {
+        let ids: Vec<i64> = sqlx::query_scalar(
+            "SELECT dialog_id FROM messages \
+             WHERE state = 'pending' AND role = 'user' AND created_at < ?1 \
+             GROUP BY dialog_id ORDER BY min(created_at), min(id) LIMIT ?2",
+        )
+        .bind(micros(older_than))
+        .bind(i64::from(limit))
+        .fetch_all(&self.reader)
+        .await
+        .map_err(db_err)?;
+        Ok(ids.into_iter().map(DialogId).collect())
+    }
+}

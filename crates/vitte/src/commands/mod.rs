@@ -1,0 +1,5 @@
+//! One module per family of subcommands.
+
+pub mod config;
+pub mod migrate;
+pub mod roles;

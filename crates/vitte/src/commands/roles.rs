@@ -1,0 +1,63 @@
+//! Starting roles: open the store, check the schema, bind the listener,
+//! serve until SIGTERM/SIGINT.
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use vitte_domain::SystemClock;
+use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_store};
+use vitte_runtime::{AppContext, RoleParts, Settings, Shutdown, run_roles};
+
+/// A role this process runs.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Role {
+    /// Telegram ingress.
+    Bot,
+    /// HTTP API.
+    Api,
+    /// Background jobs.
+    Worker,
+}
+
+impl Role {
+    /// Every role, for `vitte all`.
+    pub const ALL: &'static [Role] = &[Role::Bot, Role::Api, Role::Worker];
+
+    fn parts(self, ctx: &AppContext) -> RoleParts {
+        match self {
+            Role::Bot => vitte_bot::parts(ctx),
+            Role::Api => vitte_api::parts(ctx),
+            Role::Worker => vitte_worker::parts(ctx),
+        }
+    }
+}
+
+/// Runs `roles` in this process until asked to stop.
+pub async fn run(settings: Settings, roles: &[Role], migrate: bool) -> anyhow::Result<ExitCode> {
+    let store = open_store(&settings.database_url, &settings.pool())
+        .await
+        .with_context(|| format!("cannot open the database at {}", settings.database_url))?;
+    let policy = if migrate {
+        SchemaPolicy::Migrate
+    } else {
+        SchemaPolicy::RequireCurrent
+    };
+    ensure_schema(&*store, policy).await?;
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on VITTE_LISTEN={}", settings.listen))?;
+    let ctx = AppContext {
+        settings: Arc::new(settings),
+        store,
+        clock: Arc::new(SystemClock),
+        shutdown: Shutdown::new(),
+    };
+    ctx.shutdown.trip_on_signals();
+    let parts = roles.iter().map(|r| r.parts(&ctx)).collect();
+    run_roles(&ctx, listener, parts)
+        .await
+        .context("server failed")?;
+    tracing::info!("stopped cleanly");
+    Ok(ExitCode::SUCCESS)
+}
