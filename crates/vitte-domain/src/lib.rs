@@ -9,5 +9,6 @@ pub mod clock;
 pub mod ids;
 pub mod model;
 pub mod ports;
+pub mod services;
 
 pub use clock::{Clock, ManualClock, SystemClock};
