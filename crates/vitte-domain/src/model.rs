@@ -203,7 +203,8 @@ text_enum!(
         Answered => "answered",
         /// A user message whose reply failed for good; `/retry` re-queues it.
         Failed => "failed",
-        /// A user message that was refused (safety, limits) and needs no reply.
+        /// A user message that was refused (safety, limits) and needs no reply,
+        /// or an assistant message superseded by `/retry`; never sent to the model again.
         Dropped => "dropped",
         /// An assistant or system message that was delivered.
         Sent => "sent",

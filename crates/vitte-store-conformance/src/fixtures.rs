@@ -1,8 +1,12 @@
-//! Shared fixtures of the cases: a fixed clock origin, a user and a persona.
+//! Shared fixtures of the cases: a fixed clock origin, a user, a persona, a
+//! dialog and the messages exchanged in it.
 
 use chrono::{DateTime, TimeDelta, Utc};
-use vitte_domain::ids::{PersonaSlug, TelegramUserId};
-use vitte_domain::model::{LoreEntry, Persona, PersonaCard, TelegramProfile, User};
+use vitte_domain::ids::{DialogId, MessageId, PersonaSlug, TelegramUserId, UpdateId};
+use vitte_domain::model::{
+    Dialog, LoreEntry, MessageState, NewMessage, Persona, PersonaCard, Role, TelegramProfile,
+    TokenUsage, User,
+};
 use vitte_domain::ports::Store;
 
 /// The instant every case starts at (whole seconds: exact on every engine).
@@ -66,4 +70,43 @@ pub async fn persona(store: &dyn Store, name: &str) -> Persona {
         .upsert_persona(&PersonaSlug::from_name(name), &card(name), None, t0())
         .await
         .expect("upsert persona")
+}
+
+/// Opens the dialog of user 1 with persona "Mira", creating both.
+pub async fn dialog(store: &dyn Store) -> Dialog {
+    let u = user(store, 1).await;
+    let p = persona(store, "Mira").await;
+    store.open_dialog(u.id, p.id, t0()).await.expect("open")
+}
+
+/// A pending user message that arrived in update `update`.
+pub fn user_message(dialog: DialogId, text: &str, update: i64) -> NewMessage {
+    NewMessage {
+        dialog_id: dialog,
+        role: Role::User,
+        text: text.to_owned(),
+        state: MessageState::Pending,
+        telegram_message_id: Some(update * 10),
+        update_id: Some(UpdateId::try_from(update).expect("update id")),
+        reply_to: None,
+        usage: None,
+    }
+}
+
+/// A delivered assistant reply to `to`, with token usage.
+pub fn reply(dialog: DialogId, text: &str, to: MessageId) -> NewMessage {
+    NewMessage {
+        dialog_id: dialog,
+        role: Role::Assistant,
+        text: text.to_owned(),
+        state: MessageState::Sent,
+        telegram_message_id: None,
+        update_id: None,
+        reply_to: Some(to),
+        usage: Some(TokenUsage {
+            model: "deepseek/deepseek-chat".to_owned(),
+            prompt_tokens: 120,
+            completion_tokens: 30,
+        }),
+    }
 }

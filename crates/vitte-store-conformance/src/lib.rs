@@ -18,6 +18,7 @@ pub mod fixtures;
 pub mod messages;
 pub mod payments;
 pub mod personas;
+pub mod replies;
 pub mod store;
 pub mod updates;
 pub mod users;
@@ -73,6 +74,18 @@ macro_rules! conformance_suite {
                 transition_is_compare_and_set,
             }
             broadcasts { deliveries_count_once }
+            replies {
+                lease_is_exclusive_until_it_expires,
+                lease_is_renewed_by_its_owner,
+                lease_is_released_only_by_its_owner,
+                concurrent_leases_have_one_winner,
+                append_is_idempotent_by_update,
+                concurrent_appends_of_one_update_store_one,
+                reopen_requeues_failed_messages,
+                reopen_supersedes_a_successful_exchange,
+                reopen_only_the_last_exchange,
+                reopen_with_nothing_to_retry_is_empty,
+            }
         }
     };
 }

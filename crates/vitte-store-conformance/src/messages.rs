@@ -2,47 +2,11 @@
 
 use std::sync::Arc;
 
-use vitte_domain::ids::{DialogId, MessageId, UpdateId};
-use vitte_domain::model::{Dialog, MemoryKind, MessageState, NewMessage, Role, TokenUsage};
+use vitte_domain::ids::{DialogId, MessageId};
+use vitte_domain::model::{MemoryKind, MessageState, Role};
 use vitte_domain::ports::{Store, StoreError};
 
-use crate::fixtures::{at, persona, t0, user};
-
-async fn dialog(store: &dyn Store) -> Dialog {
-    let u = user(store, 1).await;
-    let p = persona(store, "Mira").await;
-    store.open_dialog(u.id, p.id, t0()).await.expect("open")
-}
-
-fn user_message(dialog: DialogId, text: &str, update: i64) -> NewMessage {
-    NewMessage {
-        dialog_id: dialog,
-        role: Role::User,
-        text: text.to_owned(),
-        state: MessageState::Pending,
-        telegram_message_id: Some(update * 10),
-        update_id: Some(UpdateId::try_from(update).expect("update id")),
-        reply_to: None,
-        usage: None,
-    }
-}
-
-fn reply(dialog: DialogId, text: &str, to: MessageId) -> NewMessage {
-    NewMessage {
-        dialog_id: dialog,
-        role: Role::Assistant,
-        text: text.to_owned(),
-        state: MessageState::Sent,
-        telegram_message_id: None,
-        update_id: None,
-        reply_to: Some(to),
-        usage: Some(TokenUsage {
-            model: "deepseek/deepseek-chat".to_owned(),
-            prompt_tokens: 120,
-            completion_tokens: 30,
-        }),
-    }
-}
+use crate::fixtures::{at, dialog, persona, reply, t0, user, user_message};
 
 /// `recent_messages` returns the newest messages in chronological order.
 pub async fn recent_returns_newest_oldest_first(store: Arc<dyn Store>) {

@@ -1,5 +1,6 @@
 //! [`DialogRepo`] on the `dialogs` table, whose partial unique index
-//! `dialogs_one_active` keeps one active dialog per user and persona.
+//! `dialogs_one_active` keeps one active dialog per user and persona, and
+//! whose `reply_owner`/`reply_lease_until` hold the reply lease.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -180,5 +181,57 @@ impl DialogRepo for PgStore {
         .await
         .map_err(db)?
         .ok_or(StoreError::NotFound("dialog"))
+    }
+
+    async fn lease_reply(
+        &self,
+        id: DialogId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement: a concurrent taker waits for the row lock, then
+        // re-checks the condition against the lease just written.
+        let taken = sqlx::query(
+            "UPDATE dialogs SET reply_owner = $2, reply_lease_until = $4 \
+             WHERE id = $1 \
+               AND (reply_lease_until IS NULL OR reply_lease_until <= $3 OR reply_owner = $2)",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(now)
+        .bind(until)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?
+        .rows_affected()
+            == 1;
+        if taken {
+            return Ok(true);
+        }
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = $1)")
+                .bind(id.0)
+                .fetch_one(&self.pool)
+                .await
+                .map_err(db)?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound("dialog"))
+        }
+    }
+
+    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE dialogs SET reply_owner = NULL, reply_lease_until = NULL \
+             WHERE id = $1 AND reply_owner = $2",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .execute(&self.pool)
+        .await
+        .map_err(db)?;
+        Ok(())
     }
 }

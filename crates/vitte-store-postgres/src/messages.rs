@@ -1,5 +1,7 @@
 //! [`MessageRepo`] on the `messages` table. Storing a message also moves its
-//! dialog's `updated_at` (the latest message in either direction).
+//! dialog's `updated_at` (the latest message in either direction). The
+//! partial unique index `messages_one_per_update` keeps one message per
+//! Telegram update, which makes storing a user message idempotent.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -75,17 +77,20 @@ fn raw_ids(ids: &[MessageId]) -> Vec<i64> {
     ids.iter().map(|id| id.0).collect()
 }
 
-/// Inserts the message and moves its dialog's `updated_at` forward.
+/// Inserts the message and moves its dialog's `updated_at` forward; `None`
+/// (and nothing written) when a message from the same update is stored. A
+/// concurrent uncommitted insert of that update makes this wait for it.
 async fn insert(
     conn: &mut PgConnection,
     m: &NewMessage,
     now: DateTime<Utc>,
-) -> Result<Message, StoreError> {
+) -> Result<Option<Message>, StoreError> {
     let usage = m.usage.as_ref();
     let row = sqlx::query_as::<_, MessageRow>(concat!(
         "INSERT INTO messages (dialog_id, role, text, state, telegram_message_id, update_id, \
                                reply_to, model, prompt_tokens, completion_tokens, created_at) \
          VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+         ON CONFLICT (update_id) WHERE update_id IS NOT NULL DO NOTHING \
          RETURNING ",
         message_columns!()
     ))
@@ -100,16 +105,67 @@ async fn insert(
     .bind(usage.map(|u| u.prompt_tokens))
     .bind(usage.map(|u| u.completion_tokens))
     .bind(now)
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(db)?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
     sqlx::query("UPDATE dialogs SET updated_at = GREATEST(updated_at, $2) WHERE id = $1")
         .bind(m.dialog_id.0)
         .bind(now)
         .execute(&mut *conn)
         .await
         .map_err(db)?;
-    row.try_into()
+    row.try_into().map(Some)
+}
+
+/// The message stored from `update`, which [`insert`] found already there.
+async fn from_update(
+    conn: &mut PgConnection,
+    update: Option<UpdateId>,
+) -> Result<Message, StoreError> {
+    // Only a conflict on the update index makes the insert do nothing.
+    let update = update.ok_or_else(|| {
+        StoreError::Conflict("a message without an update was not stored".to_owned())
+    })?;
+    sqlx::query_as::<_, MessageRow>(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE update_id = $1"
+    ))
+    .bind(update.get())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db)?
+    .ok_or(StoreError::NotFound("message"))?
+    .try_into()
+}
+
+/// User messages of the dialog in state `from`, moved to `pending`, with
+/// ids above `after` and below `before`; returns their ids, oldest first.
+async fn reopen_users(
+    conn: &mut PgConnection,
+    dialog: DialogId,
+    from: MessageState,
+    after: Option<MessageId>,
+    before: Option<MessageId>,
+) -> Result<Vec<MessageId>, StoreError> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE messages SET state = 'pending' \
+         WHERE dialog_id = $1 AND role = 'user' AND state = $2 \
+           AND ($3::BIGINT IS NULL OR id > $3) AND ($4::BIGINT IS NULL OR id < $4) \
+         RETURNING id",
+    )
+    .bind(dialog.0)
+    .bind(from.as_str())
+    .bind(after.map(|id| id.0))
+    .bind(before.map(|id| id.0))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db)?;
+    ids.sort_unstable();
+    Ok(ids.into_iter().map(MessageId).collect())
 }
 
 #[async_trait]
@@ -120,7 +176,10 @@ impl MessageRepo for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let stored = insert(&mut tx, message, now).await?;
+        let stored = match insert(&mut tx, message, now).await? {
+            Some(stored) => stored,
+            None => from_update(&mut tx, message.update_id).await?,
+        };
         tx.commit().await.map_err(db)?;
         Ok(stored)
     }
@@ -202,7 +261,9 @@ impl MessageRepo for PgStore {
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
         let mut tx = self.pool.begin().await.map_err(db)?;
-        let stored = insert(&mut tx, reply, now).await?;
+        let stored = insert(&mut tx, reply, now).await?.ok_or_else(|| {
+            StoreError::Conflict("a message from the reply's update is already stored".to_owned())
+        })?;
         sqlx::query("UPDATE messages SET state = 'answered' WHERE id = ANY($1)")
             .bind(raw_ids(answered))
             .execute(&mut *tx)
@@ -210,6 +271,61 @@ impl MessageRepo for PgStore {
             .map_err(db)?;
         tx.commit().await.map_err(db)?;
         Ok(stored)
+    }
+
+    async fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>, StoreError> {
+        let mut tx = self.pool.begin().await.map_err(db)?;
+        // Locking the dialog makes concurrent retries run one after another,
+        // as they do on SQLite: each sees what the previous one reopened.
+        // A missing dialog has nothing to retry.
+        let locked = sqlx::query("SELECT id FROM dialogs WHERE id = $1 FOR UPDATE")
+            .bind(dialog.0)
+            .fetch_optional(&mut *tx)
+            .await
+            .map_err(db)?;
+        if locked.is_none() {
+            return Ok(Vec::new());
+        }
+
+        let failed = reopen_users(&mut tx, dialog, MessageState::Failed, None, None).await?;
+        if !failed.is_empty() {
+            tx.commit().await.map_err(db)?;
+            return Ok(failed);
+        }
+
+        let sent: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages \
+             WHERE dialog_id = $1 AND role = 'assistant' AND state = 'sent' \
+             ORDER BY id DESC LIMIT 2",
+        )
+        .bind(dialog.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db)?;
+        let Some(&last) = sent.first() else {
+            return Ok(Vec::new());
+        };
+        let previous = sent.get(1).copied().map(MessageId);
+        let reopened = reopen_users(
+            &mut tx,
+            dialog,
+            MessageState::Answered,
+            previous,
+            Some(MessageId(last)),
+        )
+        .await?;
+        // A reply that answered nothing (a greeting) is not an exchange:
+        // leave it, and everything else, as it was.
+        if reopened.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query("UPDATE messages SET state = 'dropped' WHERE id = $1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await
+            .map_err(db)?;
+        tx.commit().await.map_err(db)?;
+        Ok(reopened)
     }
 
     async fn dialogs_with_pending(

@@ -114,6 +114,29 @@ fn with_extra(version: i64, up: &'static str, down: &'static str) -> Migrator {
     Migrator::with_migrations(migrations)
 }
 
+/// The real migrations up to and including `version`.
+fn up_to(version: i64) -> Migrator {
+    Migrator::with_migrations(
+        migrator()
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect(),
+    )
+}
+
+async fn column_exists(pool: &PgPool, table: &str, column: &str) -> bool {
+    sqlx::query_scalar(
+        "SELECT EXISTS (SELECT 1 FROM information_schema.columns \
+         WHERE table_schema = 'public' AND table_name = $1 AND column_name = $2)",
+    )
+    .bind(table)
+    .bind(column)
+    .fetch_one(pool)
+    .await
+    .expect("information_schema")
+}
+
 /// Fails the test instead of hanging if a migration lock is never released.
 async fn within<T>(what: &str, f: impl Future<Output = T>) -> T {
     tokio::time::timeout(Duration::from_secs(60), f)
@@ -127,20 +150,35 @@ async fn up_and_down_round_trip_to_an_identical_schema() {
 
     let status = store.status().await.expect("status on an empty database");
     assert!(status.applied.is_empty());
-    assert_eq!(versions(&status.pending), [1, 2, 3]);
+    assert_eq!(versions(&status.pending), [1, 2, 3, 4]);
     assert_eq!(status.pending[0].description, "core");
+    assert_eq!(status.pending[3].description, "reply pipeline");
     assert!(status.unknown.is_empty());
     assert!(!status.is_current());
     assert_eq!(status.version(), 0);
 
-    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3]);
+    // The schema one version back, to compare a single step down against.
+    let options = store.connect_options();
+    assert_eq!(
+        versions(&schema::up(options, &up_to(3)).await.expect("up to 3")),
+        [1, 2, 3]
+    );
+    let at_three = schema_dump(store.pool()).await;
+
+    assert_eq!(versions(&store.up().await.expect("up")), [4]);
     let status = store.status().await.expect("status");
     assert!(status.is_current());
-    assert_eq!(status.version(), 3);
-    assert_eq!(versions(&status.applied), [1, 2, 3]);
+    assert_eq!(status.version(), 4);
+    assert_eq!(versions(&status.applied), [1, 2, 3, 4]);
     assert!(store.up().await.expect("second up").is_empty());
     let migrated = schema_dump(store.pool()).await;
     assert!(migrated.iter().any(|l| l.contains("dialogs_one_active")));
+    assert!(
+        migrated
+            .iter()
+            .any(|l| l.contains("messages_one_per_update"))
+    );
+    assert!(column_exists(store.pool(), "dialogs", "reply_lease_until").await);
 
     assert!(
         store
@@ -152,31 +190,78 @@ async fn up_and_down_round_trip_to_an_identical_schema() {
     assert_eq!(schema_dump(store.pool()).await, migrated);
 
     let reverted = store.down(DownTarget::Steps(1)).await.expect("down 1");
+    assert_eq!(versions(&reverted), [4]);
+    assert!(!column_exists(store.pool(), "dialogs", "reply_owner").await);
+    assert!(!column_exists(store.pool(), "dialogs", "reply_lease_until").await);
+    assert_eq!(schema_dump(store.pool()).await, at_three);
+    let status = store.status().await.expect("status");
+    assert_eq!(status.version(), 3);
+    assert_eq!(versions(&status.pending), [4]);
+
+    let reverted = store.down(DownTarget::Steps(1)).await.expect("down 1 more");
     assert_eq!(versions(&reverted), [3]);
     assert!(!table_exists(store.pool(), "broadcasts").await);
     assert!(!table_exists(store.pool(), "broadcast_deliveries").await);
     assert!(table_exists(store.pool(), "payments").await);
-    let status = store.status().await.expect("status");
-    assert_eq!(status.version(), 2);
-    assert_eq!(versions(&status.pending), [3]);
+    assert_eq!(store.status().await.expect("status").version(), 2);
 
-    assert_eq!(versions(&store.up().await.expect("up again")), [3]);
+    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4]);
     assert_eq!(schema_dump(store.pool()).await, migrated);
 
     let reverted = store.down(DownTarget::All).await.expect("down all");
-    assert_eq!(versions(&reverted), [3, 2, 1]);
+    assert_eq!(versions(&reverted), [4, 3, 2, 1]);
     assert_eq!(public_tables(store.pool()).await, ["_sqlx_migrations"]);
     assert!(recorded_versions(store.pool()).await.is_empty());
     assert_eq!(
         versions(&store.status().await.expect("status").pending),
-        [1, 2, 3]
+        [1, 2, 3, 4]
     );
 
     assert_eq!(
         versions(&store.up().await.expect("up from scratch")),
-        [1, 2, 3]
+        [1, 2, 3, 4]
     );
     assert_eq!(schema_dump(store.pool()).await, migrated);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn messages_stored_twice_from_one_update_keep_the_oldest_link() {
+    let store = unmigrated().await;
+    schema::up(store.connect_options(), &up_to(3))
+        .await
+        .expect("up to 3");
+    // Before the index, a handler that re-ran could store an update's message twice.
+    sqlx::raw_sql(
+        "INSERT INTO users (telegram_id, first_name, first_seen, last_seen) \
+             VALUES (1, 'Ann', now(), now()); \
+         INSERT INTO personas (slug, name, created_at, updated_at) \
+             VALUES ('lisa', 'Lisa', now(), now()); \
+         INSERT INTO dialogs (user_id, persona_id, active, created_at, updated_at) \
+             SELECT u.id, p.id, TRUE, now(), now() FROM users u, personas p; \
+         INSERT INTO messages (dialog_id, role, text, state, update_id, created_at) \
+             SELECT d.id, 'user', t.text, 'pending', t.update_id, now() \
+             FROM dialogs d, (VALUES ('a', 7), ('again', 7), ('b', 8), ('c', NULL)) \
+                 AS t (text, update_id);",
+    )
+    .execute(store.pool())
+    .await
+    .expect("seed");
+
+    assert_eq!(versions(&store.up().await.expect("up")), [4]);
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT text, update_id FROM messages ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .expect("messages");
+    assert_eq!(
+        rows,
+        [
+            ("a".to_owned(), Some(7)),
+            ("again".to_owned(), None),
+            ("b".to_owned(), Some(8)),
+            ("c".to_owned(), None),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -191,7 +276,7 @@ async fn down_past_the_first_migration_reverts_what_is_there() {
     );
     store.up().await.expect("up");
     let reverted = store.down(DownTarget::Steps(10)).await.expect("down 10");
-    assert_eq!(versions(&reverted), [3, 2, 1]);
+    assert_eq!(versions(&reverted), [4, 3, 2, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -219,10 +304,10 @@ async fn concurrent_ups_apply_each_migration_once() {
     applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2, 3],
+        [1, 2, 3, 4],
         "each migration reported by exactly one caller"
     );
-    assert_eq!(recorded_versions(stores[0].pool()).await, [1, 2, 3]);
+    assert_eq!(recorded_versions(stores[0].pool()).await, [1, 2, 3, 4]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -241,9 +326,9 @@ async fn a_failing_migration_leaves_the_previous_version() {
     assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
 
     assert!(!table_exists(store.pool(), "half_done").await);
-    assert_eq!(recorded_versions(store.pool()).await, [1, 2, 3]);
+    assert_eq!(recorded_versions(store.pool()).await, [1, 2, 3, 4]);
     let status = store.status().await.expect("status");
-    assert_eq!(status.version(), 3);
+    assert_eq!(status.version(), 4);
     assert!(status.is_current());
 
     // The lock went with the failed call's session: later runs proceed.
@@ -262,7 +347,7 @@ async fn a_failing_migration_leaves_the_previous_version() {
                 .await
                 .expect("down")
         ),
-        [3]
+        [4]
     );
 }
 
@@ -277,7 +362,7 @@ async fn versions_from_a_newer_build_are_reported_and_refused() {
     let applied = schema::up(store.connect_options(), &newer)
         .await
         .expect("newer build migrates");
-    assert_eq!(versions(&applied), [1, 2, 3, 4000]);
+    assert_eq!(versions(&applied), [1, 2, 3, 4, 4000]);
 
     let status = store.status().await.expect("status");
     assert_eq!(status.unknown, [4000]);

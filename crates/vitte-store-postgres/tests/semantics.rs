@@ -486,3 +486,69 @@ async fn unlock_grants_keep_the_later_expiry() {
     assert_eq!(unlocks.len(), 1);
     assert_eq!(unlocks[0].expires_at, None);
 }
+
+/// Concurrent retries behave as if they ran one after another (as they do
+/// on SQLite): each reopens a different exchange, newest first, and none
+/// reopens an exchange another one already reopened.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn concurrent_retries_reopen_each_exchange_once() {
+    let store = Arc::new(testing::fresh_pg_store().await);
+    let (user, persona) = user_and_persona(&store).await;
+    let dialog = store
+        .open_dialog(user, persona, t0())
+        .await
+        .expect("open")
+        .id;
+    let message = |role, state, update: Option<i64>| NewMessage {
+        dialog_id: dialog,
+        role,
+        text: "hi".to_owned(),
+        state,
+        telegram_message_id: None,
+        update_id: update.map(|n| UpdateId::try_from(n).expect("update id")),
+        reply_to: None,
+        usage: None,
+    };
+    let mut asked = Vec::new();
+    for update in [1, 2] {
+        let m = store
+            .append_message(
+                &message(Role::User, MessageState::Pending, Some(update)),
+                t0(),
+            )
+            .await
+            .expect("user message");
+        store
+            .complete_reply(
+                &[m.id],
+                &message(Role::Assistant, MessageState::Sent, None),
+                t0(),
+            )
+            .await
+            .expect("reply");
+        asked.push(vec![m.id]);
+    }
+
+    let retries: Vec<_> = (0..12)
+        .map(|_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reopen_last_exchange(dialog).await })
+        })
+        .collect();
+    let mut reopened: Vec<_> = futures::future::join_all(retries)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("reopen"))
+        .filter(|ids| !ids.is_empty())
+        .collect();
+    reopened.sort();
+    assert_eq!(reopened, asked);
+
+    // An update's message for a dialog that does not exist is still refused.
+    let mut orphan = message(Role::User, MessageState::Pending, Some(3));
+    orphan.dialog_id = vitte_domain::ids::DialogId(999);
+    assert!(matches!(
+        store.append_message(&orphan, t0()).await,
+        Err(StoreError::NotFound("dialog"))
+    ));
+}

@@ -8,13 +8,14 @@ use std::path::Path;
 use chrono::{DateTime, TimeDelta, Utc};
 use futures::future::join_all;
 use serde_json::json;
-use vitte_domain::ids::{Currency, Money, PersonaSlug, TelegramUserId, UpdateId, UserId};
+use vitte_domain::ids::{Currency, DialogId, Money, PersonaSlug, TelegramUserId, UpdateId, UserId};
 use vitte_domain::model::{
-    CreditKind, Grant, NewPayment, PaymentProvider, PersonaCard, TelegramProfile,
+    CreditKind, Grant, MessageState, NewMessage, NewPayment, PaymentProvider, PersonaCard, Role,
+    TelegramProfile,
 };
 use vitte_domain::ports::{
-    DialogRepo, EntitlementRepo, PaymentRepo, PersonaRepo, SchemaControl, SettleOutcome,
-    UpdateInbox, UserRepo,
+    DialogRepo, EntitlementRepo, MessageRepo, PaymentRepo, PersonaRepo, SchemaControl,
+    SettleOutcome, UpdateInbox, UserRepo,
 };
 use vitte_store_sqlite::SqliteStore;
 use vitte_store_sqlite::testing::pool_settings;
@@ -224,4 +225,118 @@ async fn concurrent_settles_from_many_stores_apply_each_grant_once() {
             .expect("balance"),
         10 * PAYMENTS as i64
     );
+}
+
+/// A dialog of a new user with a new persona.
+async fn dialog(store: &SqliteStore) -> DialogId {
+    let u = user(store, 1).await;
+    let card = PersonaCard {
+        name: "Mira".to_owned(),
+        ..PersonaCard::default()
+    };
+    let slug = PersonaSlug::parse("mira").expect("slug");
+    let p = store
+        .upsert_persona(&slug, &card, None, t0())
+        .await
+        .expect("persona")
+        .id;
+    store.open_dialog(u, p, t0()).await.expect("open").id
+}
+
+fn message(dialog: DialogId, role: Role, update: Option<i64>) -> NewMessage {
+    NewMessage {
+        dialog_id: dialog,
+        role,
+        text: "hi".to_owned(),
+        state: match role {
+            Role::User => MessageState::Pending,
+            _ => MessageState::Sent,
+        },
+        telegram_message_id: None,
+        update_id: update.map(|n| UpdateId::try_from(n).expect("update id")),
+        reply_to: None,
+        usage: None,
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_reply_leases_from_many_stores_have_one_winner() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = stores_on_one_file(dir.path(), 4).await;
+    let d = dialog(&stores[0]).await;
+    let until = t0() + TimeDelta::seconds(60);
+    let attempts = stores.iter().enumerate().flat_map(|(s, store)| {
+        (0..4).map(move |i| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .lease_reply(d, &format!("store-{s}-{i}"), t0(), until)
+                    .await
+            })
+        })
+    });
+    let mut taken = 0;
+    for result in join_all(attempts).await {
+        if result.expect("task").expect("lease") {
+            taken += 1;
+        }
+    }
+    assert_eq!(taken, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_appends_of_one_update_from_many_stores_store_one() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = stores_on_one_file(dir.path(), 4).await;
+    let d = dialog(&stores[0]).await;
+    let appends = stores.iter().flat_map(|store| {
+        (0..4).map(move |_| {
+            let store = store.clone();
+            tokio::spawn(async move {
+                store
+                    .append_message(&message(d, Role::User, Some(5)), t0())
+                    .await
+            })
+        })
+    });
+    let ids: HashSet<_> = join_all(appends)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("append").id)
+        .collect();
+    assert_eq!(ids.len(), 1, "several messages returned: {ids:?}");
+    let rows: i64 = sqlx::query_scalar("SELECT count(*) FROM messages WHERE dialog_id = ?1")
+        .bind(d.0)
+        .fetch_one(stores[1].pool())
+        .await
+        .expect("count");
+    assert_eq!(rows, 1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_retries_from_many_stores_reopen_an_exchange_once() {
+    let dir = tempfile::tempdir().expect("temp dir");
+    let stores = stores_on_one_file(dir.path(), 4).await;
+    let d = dialog(&stores[0]).await;
+    let asked = stores[0]
+        .append_message(&message(d, Role::User, Some(1)), t0())
+        .await
+        .expect("user message");
+    stores[0]
+        .complete_reply(&[asked.id], &message(d, Role::Assistant, None), t0())
+        .await
+        .expect("reply");
+    let retries = stores.iter().flat_map(|store| {
+        (0..3).map(move |_| {
+            let store = store.clone();
+            tokio::spawn(async move { store.reopen_last_exchange(d).await })
+        })
+    });
+    let reopened: Vec<_> = join_all(retries)
+        .await
+        .into_iter()
+        .map(|r| r.expect("task").expect("reopen"))
+        .filter(|ids| !ids.is_empty())
+        .collect();
+    assert_eq!(reopened, [vec![asked.id]]);
 }

@@ -41,6 +41,25 @@ async fn recorded_versions(store: &SqliteStore) -> Vec<i64> {
         .expect("read _sqlx_migrations")
 }
 
+/// The real migrations up to and including `version`.
+fn up_to(version: i64) -> Migrator {
+    Migrator::with_migrations(
+        migrator()
+            .iter()
+            .filter(|m| m.version <= version)
+            .cloned()
+            .collect(),
+    )
+}
+
+async fn columns(store: &SqliteStore, table: &str) -> Vec<String> {
+    sqlx::query_scalar("SELECT name FROM pragma_table_info(?1) ORDER BY cid")
+        .bind(table)
+        .fetch_all(store.pool())
+        .await
+        .expect("table info")
+}
+
 async fn open(path: &Path) -> SqliteStore {
     SqliteStore::open_file(path, &pool_settings())
         .await
@@ -53,7 +72,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
 
     let fresh = store.status().await.expect("status");
     assert!(fresh.applied.is_empty() && fresh.unknown.is_empty());
-    assert_eq!(versions(&fresh.pending), [1, 2, 3]);
+    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4]);
     assert!(!fresh.is_current());
     assert_eq!(fresh.version(), 0);
     assert!(
@@ -61,51 +80,121 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
         "status wrote to an unmigrated database"
     );
 
+    // The schema one version back, to compare a single step down against.
+    assert_eq!(
+        versions(&store.up_with(&up_to(3)).await.expect("up to 3")),
+        [1, 2, 3]
+    );
+    let at_three = schema(&store).await;
+    assert_eq!(
+        versions(&store.down(DownTarget::All).await.expect("down all")),
+        [3, 2, 1]
+    );
+
     let applied = store.up().await.expect("up");
-    assert_eq!(versions(&applied), [1, 2, 3]);
+    assert_eq!(versions(&applied), [1, 2, 3, 4]);
     assert_eq!(
         applied
             .iter()
             .map(|m| m.description.as_str())
             .collect::<Vec<_>>(),
-        ["core", "billing", "broadcasts"]
+        ["core", "billing", "broadcasts", "reply pipeline"]
     );
     let current = store.status().await.expect("status");
     assert!(current.is_current());
-    assert_eq!(current.version(), 3);
+    assert_eq!(current.version(), 4);
     assert_eq!(current.applied, applied);
     assert_eq!(store.up().await.expect("up again"), []);
     let migrated = schema(&store).await;
+    for index in ["dialogs_one_active", "messages_one_per_update"] {
+        assert!(
+            migrated
+                .iter()
+                .any(|(kind, name, _, _)| kind == "index" && name == index),
+            "{index} missing"
+        );
+    }
     assert!(
-        migrated
-            .iter()
-            .any(|(kind, name, _, _)| kind == "index" && name == "dialogs_one_active")
+        columns(&store, "dialogs")
+            .await
+            .ends_with(&["reply_owner".to_owned(), "reply_lease_until".to_owned()])
     );
 
     let reverted = store.down(DownTarget::All).await.expect("down all");
-    assert_eq!(versions(&reverted), [3, 2, 1]);
+    assert_eq!(versions(&reverted), [4, 3, 2, 1]);
     assert_eq!(tables(&store).await, ["_sqlx_migrations"]);
     let empty = store.status().await.expect("status");
     assert!(empty.applied.is_empty());
-    assert_eq!(versions(&empty.pending), [1, 2, 3]);
+    assert_eq!(versions(&empty.pending), [1, 2, 3, 4]);
     assert_eq!(store.down(DownTarget::All).await.expect("down again"), []);
 
-    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3]);
+    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3, 4]);
     assert_eq!(schema(&store).await, migrated);
 
     assert_eq!(store.down(DownTarget::Steps(0)).await.expect("down 0"), []);
     assert_eq!(
         versions(&store.down(DownTarget::Steps(1)).await.expect("down 1")),
-        [3]
+        [4]
     );
     let after_one = store.status().await.expect("status");
-    assert_eq!(after_one.version(), 2);
-    assert_eq!(versions(&after_one.pending), [3]);
+    assert_eq!(after_one.version(), 3);
+    assert_eq!(versions(&after_one.pending), [4]);
+    assert!(
+        !columns(&store, "dialogs")
+            .await
+            .iter()
+            .any(|c| c.starts_with("reply_"))
+    );
+    assert_eq!(schema(&store).await, at_three);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3]);
+
+    assert_eq!(
+        versions(&store.down(DownTarget::Steps(1)).await.expect("down 1 more")),
+        [3]
+    );
     let left = tables(&store).await;
     assert!(left.contains(&"payments".to_owned()));
     assert!(!left.contains(&"broadcasts".to_owned()));
     assert!(!left.contains(&"broadcast_deliveries".to_owned()));
     assert_eq!(recorded_versions(&store).await, [1, 2]);
+
+    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4]);
+    assert_eq!(schema(&store).await, migrated);
+}
+
+#[tokio::test]
+async fn messages_stored_twice_from_one_update_keep_the_oldest_link() {
+    let store = unmigrated_temp_store().await.expect("store");
+    store.up_with(&up_to(3)).await.expect("up to 3");
+    // Before the index, a handler that re-ran could store an update's message twice.
+    sqlx::raw_sql(
+        "INSERT INTO users (telegram_id, first_name, first_seen, last_seen) VALUES (1, 'Ann', 0, 0); \
+         INSERT INTO personas (slug, name, created_at, updated_at) VALUES ('lisa', 'Lisa', 0, 0); \
+         INSERT INTO dialogs (user_id, persona_id, active, created_at, updated_at) \
+             SELECT u.id, p.id, 1, 0, 0 FROM users u, personas p; \
+         INSERT INTO messages (dialog_id, role, text, state, update_id, created_at) \
+             SELECT d.id, 'user', t.column1, 'pending', t.column2, 0 \
+             FROM dialogs d, (VALUES ('a', 7), ('again', 7), ('b', 8), ('c', NULL)) AS t;",
+    )
+    .execute(store.pool())
+    .await
+    .expect("seed");
+
+    assert_eq!(versions(&store.up().await.expect("up")), [4]);
+    let rows: Vec<(String, Option<i64>)> =
+        sqlx::query_as("SELECT text, update_id FROM messages ORDER BY id")
+            .fetch_all(store.pool())
+            .await
+            .expect("messages");
+    assert_eq!(
+        rows,
+        [
+            ("a".to_owned(), Some(7)),
+            ("again".to_owned(), None),
+            ("b".to_owned(), Some(8)),
+            ("c".to_owned(), None),
+        ]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
@@ -120,25 +209,25 @@ async fn ten_concurrent_ups_apply_each_migration_once() {
         applied.extend(versions(&result.expect("every up succeeds")));
     }
     applied.sort_unstable();
-    assert_eq!(applied, [1, 2, 3], "each migration applied exactly once");
-    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3]);
+    assert_eq!(applied, [1, 2, 3, 4], "each migration applied exactly once");
+    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4]);
     for store in &stores {
         assert!(store.status().await.expect("status").is_current());
     }
 }
 
-/// The real migrations plus a fourth whose script fails half-way.
-fn with_broken_fourth() -> Migrator {
+/// The real migrations plus a fifth whose script fails half-way.
+fn with_broken_fifth() -> Migrator {
     let mut migrations: Vec<Migration> = migrator().iter().cloned().collect();
     migrations.push(Migration::new(
-        4,
+        5,
         "broken".into(),
         MigrationType::ReversibleUp,
         "CREATE TABLE half_done (id INTEGER PRIMARY KEY); THIS IS NOT SQL;".into_sql_str(),
         false,
     ));
     migrations.push(Migration::new(
-        4,
+        5,
         "broken".into(),
         MigrationType::ReversibleDown,
         "DROP TABLE half_done;".into_sql_str(),
@@ -150,18 +239,18 @@ fn with_broken_fourth() -> Migrator {
 #[tokio::test]
 async fn a_failing_migration_leaves_no_trace() {
     let store = unmigrated_temp_store().await.expect("store");
-    let broken = with_broken_fourth();
+    let broken = with_broken_fifth();
     let err = store.up_with(&broken).await.expect_err("broken migration");
     assert!(
-        err.to_string().contains('4'),
+        err.to_string().contains('5'),
         "error does not name the migration: {err}"
     );
 
     let status = store.status_with(&broken).await.expect("status");
-    assert_eq!(status.version(), 3);
-    assert_eq!(versions(&status.pending), [4]);
+    assert_eq!(status.version(), 4);
+    assert_eq!(versions(&status.pending), [5]);
     assert!(!tables(&store).await.contains(&"half_done".to_owned()));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4]);
     assert!(store.status().await.expect("status").is_current());
 }
 
@@ -185,7 +274,7 @@ async fn a_newer_schema_is_reported_and_refused() {
     let newer = Migrator::with_migrations(migrations);
     assert_eq!(
         versions(&store.up_with(&newer).await.expect("up")),
-        [1, 2, 3, 9]
+        [1, 2, 3, 4, 9]
     );
 
     // This build does not know migration 9.
@@ -197,5 +286,5 @@ async fn a_newer_schema_is_reported_and_refused() {
         store.down(DownTarget::Steps(1)).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 9]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 9]);
 }

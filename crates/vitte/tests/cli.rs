@@ -96,7 +96,7 @@ fn migrate_round_trip(url: &str) {
     );
     assert_eq!(
         text(&status).matches("pending").count(),
-        3,
+        4,
         "{}",
         text(&status)
     );
@@ -105,7 +105,7 @@ fn migrate_round_trip(url: &str) {
     assert!(up.status.success(), "{}", text(&up));
     assert_eq!(
         stdout(&up).matches("applied 000").count(),
-        3,
+        4,
         "{}",
         text(&up)
     );
@@ -114,8 +114,8 @@ fn migrate_round_trip(url: &str) {
 
     let one = cmd(&["migrate", "down"]);
     assert!(one.status.success(), "{}", text(&one));
-    assert!(text(&one).contains("reverted 0003"), "{}", text(&one));
-    assert!(text(&one).contains("schema at version 2"), "{}", text(&one));
+    assert!(text(&one).contains("reverted 0004"), "{}", text(&one));
+    assert!(text(&one).contains("schema at version 3"), "{}", text(&one));
 
     let all = cmd(&["migrate", "down", "--all"]);
     assert!(all.status.success(), "{}", text(&all));
@@ -123,7 +123,7 @@ fn migrate_round_trip(url: &str) {
     let again = cmd(&["migrate", "up"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
-        text(&again).contains("schema at version 3"),
+        text(&again).contains("schema at version 4"),
         "{}",
         text(&again)
     );
@@ -155,7 +155,7 @@ fn concurrent_migrate_up(url: &str) {
         applied += stdout(&out).matches("applied 000").count();
     }
     assert_eq!(
-        applied, 3,
+        applied, 4,
         "each migration must be applied exactly once in total"
     );
     let status = run(vitte(dir.path())
@@ -199,7 +199,10 @@ async fn roles_refuse_a_schema_that_is_behind_unless_told_to_migrate() {
     let url = vitte_store_postgres::testing::fresh_database_url().await;
     let dir = tempfile::tempdir().expect("tempdir");
     for role in ["bot", "api", "worker"] {
-        let out = run(vitte(dir.path()).env("DATABASE_URL", &url).arg(role));
+        let out = run(vitte(dir.path())
+            .env("DATABASE_URL", &url)
+            .env("TELEGRAM_BOT_TOKEN", "1:test")
+            .arg(role));
         assert_eq!(out.status.code(), Some(1), "{role}: {}", text(&out));
         assert!(
             text(&out).contains("vitte migrate up"),
@@ -218,6 +221,14 @@ async fn roles_refuse_a_schema_that_is_behind_unless_told_to_migrate() {
     let server = Server::start(vitte(dir.path()).env("DATABASE_URL", &url).arg("worker"));
     assert_eq!(server.get("/readyz").await, 200);
     assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[test]
+fn the_bot_role_alone_needs_a_token() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let out = run(vitte(dir.path()).arg("bot"));
+    assert_eq!(out.status.code(), Some(2), "{}", text(&out));
+    assert!(text(&out).contains("TELEGRAM_BOT_TOKEN"), "{}", text(&out));
 }
 
 #[test]

@@ -91,12 +91,28 @@ pub trait DialogRepo: Send + Sync {
     async fn dialog(&self, id: DialogId) -> Result<Option<Dialog>>;
     /// Adds `delta` to the intimacy score; returns the new score.
     async fn add_intimacy(&self, id: DialogId, delta: i64, now: DateTime<Utc>) -> Result<i64>;
+    /// Takes the right to generate the dialog's next reply until `until`,
+    /// unless another owner holds an unexpired lease; renewing one's own lease
+    /// succeeds. This is how "one reply at a time per dialog" holds across
+    /// processes; a crashed owner's lease simply runs out. `NotFound` for a
+    /// missing dialog.
+    async fn lease_reply(
+        &self,
+        id: DialogId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool>;
+    /// Gives the lease up if `owner` holds it (otherwise does nothing).
+    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<()>;
 }
 
 /// Chat messages.
 #[async_trait]
 pub trait MessageRepo: Send + Sync {
-    /// Stores a message.
+    /// Stores a message. Idempotent by `update_id`: when a message from the
+    /// same update is already stored (a handler re-ran after a crash), that
+    /// message is returned and nothing is written.
     async fn append_message(&self, message: &NewMessage, now: DateTime<Utc>) -> Result<Message>;
     /// By key.
     async fn message(&self, id: MessageId) -> Result<Option<Message>>;
@@ -114,6 +130,13 @@ pub trait MessageRepo: Send + Sync {
         reply: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message>;
+    /// Reopens the latest exchange for `/retry`, in one transaction. If the
+    /// dialog has `Failed` user messages, they go back to `Pending`. Otherwise
+    /// the newest `Sent` assistant message becomes `Dropped` (superseded) and
+    /// the `Answered` user messages after the previous `Sent` assistant
+    /// message go back to `Pending`. Returns the reopened user messages' ids,
+    /// oldest first; empty when there is nothing to retry.
+    async fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>>;
     /// Dialogs with a user message pending since before `older_than`: the
     /// recovery sweep's work list.
     async fn dialogs_with_pending(

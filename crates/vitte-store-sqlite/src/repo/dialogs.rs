@@ -1,5 +1,6 @@
 //! Dialogs: one active per user and persona, guarded by the partial unique
-//! index `dialogs_one_active`.
+//! index `dialogs_one_active`; `reply_owner`/`reply_lease_until` hold the
+//! reply lease.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -155,5 +156,56 @@ impl DialogRepo for SqliteStore {
         .await
         .map_err(db_err)?
         .ok_or(StoreError::NotFound("dialog"))
+    }
+
+    async fn lease_reply(
+        &self,
+        id: DialogId,
+        owner: &str,
+        now: DateTime<Utc>,
+        until: DateTime<Utc>,
+    ) -> Result<bool, StoreError> {
+        // One statement, so checking and taking happen under one write lock.
+        let taken = sqlx::query(
+            "UPDATE dialogs SET reply_owner = ?2, reply_lease_until = ?4 \
+             WHERE id = ?1 \
+               AND (reply_lease_until IS NULL OR reply_lease_until <= ?3 OR reply_owner = ?2)",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .bind(micros(now))
+        .bind(micros(until))
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?
+        .rows_affected()
+            == 1;
+        if taken {
+            return Ok(true);
+        }
+        let exists: bool =
+            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = ?1)")
+                .bind(id.0)
+                .fetch_one(&self.reader)
+                .await
+                .map_err(db_err)?;
+        if exists {
+            Ok(false)
+        } else {
+            Err(StoreError::NotFound("dialog"))
+        }
+    }
+
+    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<(), StoreError> {
+        sqlx::query(
+            "UPDATE dialogs SET reply_owner = NULL, reply_lease_until = NULL \
+             WHERE id = ?1 AND reply_owner = ?2",
+        )
+        .bind(id.0)
+        .bind(owner)
+        .execute(&self.writer)
+        .await
+        .map_err(db_err)?;
+        Ok(())
     }
 }

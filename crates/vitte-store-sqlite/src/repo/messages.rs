@@ -1,4 +1,6 @@
-//! Chat messages.
+//! Chat messages. The partial unique index `messages_one_per_update` keeps
+//! one message per Telegram update, which makes storing a user message
+//! idempotent.
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -54,16 +56,18 @@ fn message_from_row(row: &SqliteRow) -> Result<Message, StoreError> {
 }
 
 /// Stores a message and moves its dialog's `updated_at` (the latest message
-/// in either direction), inside the caller's transaction.
+/// in either direction), inside the caller's transaction; `None` (and
+/// nothing written) when a message from the same update is stored.
 async fn insert_message(
     conn: &mut SqliteConnection,
     message: &NewMessage,
     now: DateTime<Utc>,
-) -> Result<Message, StoreError> {
+) -> Result<Option<Message>, StoreError> {
     let row = sqlx::query(concat!(
         "INSERT INTO messages (dialog_id, role, text, state, telegram_message_id, update_id, \
                                reply_to, model, prompt_tokens, completion_tokens, created_at) \
-         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) RETURNING ",
+         VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11) \
+         ON CONFLICT (update_id) WHERE update_id IS NOT NULL DO NOTHING RETURNING ",
         message_columns!()
     ))
     .bind(message.dialog_id.0)
@@ -77,16 +81,68 @@ async fn insert_message(
     .bind(message.usage.as_ref().map(|u| u.prompt_tokens))
     .bind(message.usage.as_ref().map(|u| u.completion_tokens))
     .bind(micros(now))
-    .fetch_one(&mut *conn)
+    .fetch_optional(&mut *conn)
     .await
     .map_err(or_missing("dialog"))?;
+    let Some(row) = row else {
+        return Ok(None);
+    };
     sqlx::query("UPDATE dialogs SET updated_at = max(updated_at, ?2) WHERE id = ?1")
         .bind(message.dialog_id.0)
         .bind(micros(now))
         .execute(&mut *conn)
         .await
         .map_err(db_err)?;
+    message_from_row(&row).map(Some)
+}
+
+/// The message stored from `update`, which [`insert_message`] found already there.
+async fn message_from_update(
+    conn: &mut SqliteConnection,
+    update: Option<UpdateId>,
+) -> Result<Message, StoreError> {
+    // Only a conflict on the update index makes the insert do nothing.
+    let update = update.ok_or_else(|| {
+        StoreError::Conflict("a message without an update was not stored".to_owned())
+    })?;
+    let row = sqlx::query(concat!(
+        "SELECT ",
+        message_columns!(),
+        " FROM messages WHERE update_id = ?1"
+    ))
+    .bind(update.get())
+    .fetch_optional(&mut *conn)
+    .await
+    .map_err(db_err)?
+    .ok_or(StoreError::NotFound("message"))?;
     message_from_row(&row)
+}
+
+/// User messages of the dialog in state `from`, moved to `pending`, with
+/// ids above `after` and below `before`; returns their ids, oldest first.
+async fn reopen_users(
+    conn: &mut SqliteConnection,
+    dialog: DialogId,
+    from: MessageState,
+    after: Option<MessageId>,
+    before: Option<MessageId>,
+) -> Result<Vec<MessageId>, StoreError> {
+    let mut ids: Vec<i64> = sqlx::query_scalar(
+        "UPDATE messages SET state = 'pending' \
+         WHERE dialog_id = ?1 AND role = 'user' AND state = ?2 \
+           AND (?3 IS NULL OR id > ?3) AND (?4 IS NULL OR id < ?4) \
+         RETURNING id",
+    )
+    .bind(dialog.0)
+    .bind(from.as_str())
+    .bind(after.map(|id| id.0))
+    .bind(before.map(|id| id.0))
+    .fetch_all(&mut *conn)
+    .await
+    .map_err(db_err)?;
+    // RETURNING gives rows in no promised order.
+    ids.sort_unstable();
+    Ok(ids.into_iter().map(MessageId).collect())
 }
 
 /// Ids as a JSON array, so a whole set binds as one parameter (`json_each`).
@@ -102,7 +158,10 @@ impl MessageRepo for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
         let mut tx = self.write_tx().await?;
-        let stored = insert_message(&mut tx, message, now).await?;
+        let stored = match insert_message(&mut tx, message, now).await? {
+            Some(stored) => stored,
+            None => message_from_update(&mut tx, message.update_id).await?,
+        };
         tx.commit().await.map_err(db_err)?;
         Ok(stored)
     }
@@ -197,9 +256,57 @@ impl MessageRepo for SqliteStore {
             .await
             .map_err(db_err)?;
         }
-        let stored = insert_message(&mut tx, reply, now).await?;
+        let stored = insert_message(&mut tx, reply, now).await?.ok_or_else(|| {
+            StoreError::Conflict("a message from the reply's update is already stored".to_owned())
+        })?;
         tx.commit().await.map_err(db_err)?;
         Ok(stored)
+    }
+
+    async fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>, StoreError> {
+        // The immediate transaction holds the write lock throughout, so
+        // concurrent retries take turns and only one reopens an exchange.
+        // A missing dialog has no messages, hence nothing to retry.
+        let mut tx = self.write_tx().await?;
+        let failed = reopen_users(&mut tx, dialog, MessageState::Failed, None, None).await?;
+        if !failed.is_empty() {
+            tx.commit().await.map_err(db_err)?;
+            return Ok(failed);
+        }
+
+        let sent: Vec<i64> = sqlx::query_scalar(
+            "SELECT id FROM messages \
+             WHERE dialog_id = ?1 AND role = 'assistant' AND state = 'sent' \
+             ORDER BY id DESC LIMIT 2",
+        )
+        .bind(dialog.0)
+        .fetch_all(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        let Some(&last) = sent.first() else {
+            return Ok(Vec::new());
+        };
+        let previous = sent.get(1).copied().map(MessageId);
+        let reopened = reopen_users(
+            &mut tx,
+            dialog,
+            MessageState::Answered,
+            previous,
+            Some(MessageId(last)),
+        )
+        .await?;
+        // A reply that answered nothing (a greeting) is not an exchange:
+        // leave it, and everything else, as it was.
+        if reopened.is_empty() {
+            return Ok(Vec::new());
+        }
+        sqlx::query("UPDATE messages SET state = 'dropped' WHERE id = ?1")
+            .bind(last)
+            .execute(&mut *tx)
+            .await
+            .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(reopened)
     }
 
     async fn dialogs_with_pending(
