@@ -1,26 +1,92 @@
-//! The bot role: where Telegram updates enter the system.
+//! The bot role: where Telegram updates enter the system and replies leave.
 //!
-//! The webhook path does only what makes an update durable (check the
-//! secret, store it deduplicated by `update_id`) and answers; all handling
-//! happens later, off the request path, so a slow model or a crash never
-//! loses a message Telegram was told we accepted.
+//! The path of a message: the webhook (or the long-polling loop) stores the
+//! update durably and acknowledges it; the inbox processor claims it and runs
+//! its handler, which stores the user's message as pending and wakes the
+//! responder; the responder generates the reply (one at a time per dialog,
+//! across processes) and sends it. Nothing slow runs on the webhook path, and
+//! a crash at any point leaves a stored update or a pending message that is
+//! picked up again.
 
+pub mod context;
+pub mod handlers;
+pub mod i18n;
+pub mod inbox;
+pub mod keyboards;
+pub mod middlewares;
+pub mod polling;
+pub mod responder;
+pub mod telegram;
 pub mod webhook;
 
-use vitte_runtime::{AppContext, RoleParts};
+use std::sync::Arc;
 
-/// The bot role's routes and tasks.
-pub fn parts(ctx: &AppContext) -> RoleParts {
+use secrecy::ExposeSecret;
+use tokio::sync::{Notify, mpsc};
+use vitte_runtime::{AppContext, ConfigError, RoleParts};
+
+use crate::context::BotContext;
+use crate::i18n::Texts;
+use crate::telegram::Telegram;
+
+/// The bot role's routes and tasks. Without `TELEGRAM_BOT_TOKEN` the role
+/// has nothing to talk to and contributes nothing (so `vitte all` still runs).
+pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
+    let settings = &ctx.settings;
     let mut parts = RoleParts::new("bot");
-    match &ctx.settings.telegram_webhook_secret {
-        Some(secret) => {
+    let Some(token) = settings.telegram_bot_token.clone() else {
+        tracing::warn!("TELEGRAM_BOT_TOKEN is not set: Telegram ingress is off");
+        return Ok(parts);
+    };
+    let texts = Texts::load().map_err(|e| ConfigError::new("locales", e.to_string()))?;
+    let telegram = Arc::new(Telegram::new(
+        token.expose_secret(),
+        settings.telegram_api_url.clone(),
+    ));
+    let llm = responder::llm_from_settings(settings)?;
+    let (replies, jobs) = mpsc::unbounded_channel();
+    let signal = Arc::new(Notify::new());
+    let bot = Arc::new(BotContext {
+        store: ctx.store.clone(),
+        clock: ctx.clock.clone(),
+        telegram: telegram.clone(),
+        texts,
+        replies,
+        inbox_signal: signal.clone(),
+    });
+
+    match (
+        &settings.telegram_webhook_url,
+        &settings.telegram_webhook_secret,
+    ) {
+        (Some(url), Some(secret)) => {
             parts = parts.with_router(webhook::router(webhook::Ingress::new(
                 ctx.store.clone(),
                 ctx.clock.clone(),
                 secret.clone(),
+                signal.clone(),
             )));
+            parts = parts.with_task(webhook::register(
+                telegram.clone(),
+                url.clone(),
+                secret.clone(),
+                ctx.shutdown.clone(),
+            ));
         }
-        None => tracing::info!("TELEGRAM_WEBHOOK_SECRET is not set: the webhook endpoint is off"),
+        _ => {
+            let poller = polling::Poller {
+                inbox: ctx.store.clone(),
+                clock: ctx.clock.clone(),
+                signal: signal.clone(),
+                token,
+                api_url: settings.telegram_api_url.clone(),
+            };
+            parts = parts.with_task(poller.run(ctx.shutdown.clone()));
+        }
     }
-    parts
+    let responder = responder::Responder::new(bot.clone(), llm, settings.reply_streaming);
+    Ok(parts
+        .with_task(inbox::run(bot.clone(), ctx.shutdown.clone()))
+        .with_task(responder.clone().run(jobs, ctx.shutdown.clone()))
+        .with_task(responder.recover(ctx.shutdown.clone())))
 }

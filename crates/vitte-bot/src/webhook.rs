@@ -14,6 +14,7 @@ use axum::{Json, Router};
 use secrecy::{ExposeSecret, SecretString};
 use serde_json::{Value, json};
 use subtle::ConstantTimeEq;
+use tokio::sync::Notify;
 use vitte_domain::Clock;
 use vitte_domain::ids::UpdateId;
 use vitte_domain::ports::{StoreError, UpdateInbox};
@@ -29,15 +30,23 @@ pub struct Ingress {
     inbox: Arc<dyn UpdateInbox>,
     clock: Arc<dyn Clock>,
     secret: SecretString,
+    stored: Arc<Notify>,
 }
 
 impl Ingress {
-    /// An ingress storing into `inbox` and accepting only `secret`.
-    pub fn new(inbox: Arc<dyn UpdateInbox>, clock: Arc<dyn Clock>, secret: SecretString) -> Self {
+    /// An ingress storing into `inbox` and accepting only `secret`; `stored`
+    /// is notified after each new update so the processor starts at once.
+    pub fn new(
+        inbox: Arc<dyn UpdateInbox>,
+        clock: Arc<dyn Clock>,
+        secret: SecretString,
+        stored: Arc<Notify>,
+    ) -> Self {
         Self {
             inbox,
             clock,
             secret,
+            stored,
         }
     }
 }
@@ -89,7 +98,10 @@ async fn receive(State(ingress): State<Ingress>, headers: HeaderMap, body: Bytes
         .record_update(id, &update, ingress.clock.now())
         .await
     {
-        Ok(true) => reply(StatusCode::OK, "stored"),
+        Ok(true) => {
+            ingress.stored.notify_one();
+            reply(StatusCode::OK, "stored")
+        }
         Ok(false) => reply(StatusCode::OK, "duplicate"),
         Err(StoreError::Unavailable(e)) => {
             tracing::warn!(error = %e, "update not stored: database unavailable");
@@ -98,6 +110,40 @@ async fn receive(State(ingress): State<Ingress>, headers: HeaderMap, body: Bytes
         Err(e) => {
             tracing::error!(error = %e, "update not stored");
             reply(StatusCode::INTERNAL_SERVER_ERROR, "internal error")
+        }
+    }
+}
+
+/// Tells Telegram where to deliver updates (retrying until it works, since
+/// without it no update arrives), with the secret it must send back.
+pub async fn register(
+    telegram: Arc<crate::telegram::Telegram>,
+    url: url::Url,
+    secret: SecretString,
+    shutdown: vitte_runtime::Shutdown,
+) {
+    use teloxide_core::payloads::SetWebhookSetters;
+    use teloxide_core::prelude::Requester;
+    let mut backoff = std::time::Duration::from_millis(500);
+    loop {
+        let request = telegram
+            .bot()
+            .set_webhook(url.clone())
+            .secret_token(secret.expose_secret().to_owned())
+            .max_connections(100);
+        match request.await {
+            Ok(_) => {
+                tracing::info!(%url, "webhook registered");
+                return;
+            }
+            Err(e) => {
+                tracing::warn!(error = %e, ?backoff, "setWebhook failed; retrying");
+                tokio::select! {
+                    () = shutdown.wait() => return,
+                    () = tokio::time::sleep(backoff) => {}
+                }
+                backoff = (backoff * 2).min(std::time::Duration::from_secs(60));
+            }
         }
     }
 }
@@ -117,6 +163,7 @@ mod tests {
             store.clone(),
             Arc::new(SystemClock),
             SecretString::from("s3cret".to_owned()),
+            Arc::new(Notify::new()),
         );
         (router(ingress), store)
     }

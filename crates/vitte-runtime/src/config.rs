@@ -273,6 +273,13 @@ pub struct Settings {
           default_value = "", value_parser = ModelList::parse)]
     pub llm_fallback_models: ModelList,
 
+    /// Show replies as they are written (one message edited as text arrives)
+    /// instead of sending each reply whole when it is done.
+    #[arg(long, env = "VITTE_REPLY_STREAMING", global = true,
+          value_name = "VITTE_REPLY_STREAMING", default_value_t = true,
+          action = clap::ArgAction::Set)]
+    pub reply_streaming: bool,
+
     /// Most database connections this process opens.
     #[arg(long, env = "VITTE_DB_MAX_CONNECTIONS", global = true,
           value_name = "VITTE_DB_MAX_CONNECTIONS", default_value_t = 60,

@@ -37,6 +37,14 @@ enum Command {
     Api(RoleArgs),
     /// Background jobs: pictures, voice, reminders, broadcasts, maintenance sweeps.
     Worker(RoleArgs),
+    /// The whole product with no tokens and no network: every role, local
+    /// stand-ins of Telegram and of the model, and a web page that plays a
+    /// Telegram chat with the bot.
+    Demo {
+        /// Address of the stand-in serving the chat page.
+        #[arg(long, default_value = "127.0.0.1:8000", value_name = "ADDR")]
+        page_listen: std::net::SocketAddr,
+    },
     /// Every role in one process; applies pending migrations itself.
     /// With no configuration it runs on an embedded SQLite file under ./data/.
     All,
@@ -46,6 +54,22 @@ enum Command {
     /// Configuration tools.
     #[command(subcommand)]
     Config(ConfigCommand),
+    /// Personas: import Character Card V2/V3 files (JSON, or PNG with the card inside).
+    #[command(subcommand)]
+    Persona(PersonaCommand),
+}
+
+#[derive(Debug, Subcommand)]
+enum PersonaCommand {
+    /// Import cards; a persona with the same slug is replaced.
+    Import {
+        /// Card files (.json or .png).
+        #[arg(required = true, value_name = "FILE")]
+        files: Vec<std::path::PathBuf>,
+        /// The slug for /start deep links (default: from the name).
+        #[arg(long)]
+        slug: Option<String>,
+    },
 }
 
 #[derive(Debug, Args)]
@@ -119,12 +143,16 @@ pub fn main() -> ExitCode {
                 commands::roles::run(settings, &[commands::roles::Role::Worker], a.migrate).await
             }
             Command::All => commands::roles::run(settings, commands::roles::Role::ALL, true).await,
+            Command::Demo { page_listen } => commands::demo::run(settings, page_listen).await,
             Command::Migrate(MigrateCommand::Up) => commands::migrate::up(&settings).await,
             Command::Migrate(MigrateCommand::Down { steps, all }) => {
                 commands::migrate::down(&settings, steps, all).await
             }
             Command::Migrate(MigrateCommand::Status) => commands::migrate::status(&settings).await,
             Command::Config(ConfigCommand::Check) => commands::config::check(&settings),
+            Command::Persona(PersonaCommand::Import { files, slug }) => {
+                commands::persona::import(&settings, &files, slug.as_deref()).await
+            }
         }
     });
     match outcome {

@@ -7,7 +7,7 @@ use std::sync::Arc;
 use anyhow::Context;
 use vitte_domain::SystemClock;
 use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_store};
-use vitte_runtime::{AppContext, RoleParts, Settings, Shutdown, run_roles};
+use vitte_runtime::{AppContext, ConfigError, RoleParts, Settings, Shutdown, run_roles};
 
 /// A role this process runs.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -24,17 +24,36 @@ impl Role {
     /// Every role, for `vitte all`.
     pub const ALL: &'static [Role] = &[Role::Bot, Role::Api, Role::Worker];
 
-    fn parts(self, ctx: &AppContext) -> RoleParts {
+    fn parts(self, ctx: &AppContext) -> Result<RoleParts, ConfigError> {
         match self {
             Role::Bot => vitte_bot::parts(ctx),
-            Role::Api => vitte_api::parts(ctx),
-            Role::Worker => vitte_worker::parts(ctx),
+            Role::Api => Ok(vitte_api::parts(ctx)),
+            Role::Worker => Ok(vitte_worker::parts(ctx)),
         }
     }
 }
 
 /// Runs `roles` in this process until asked to stop.
 pub async fn run(settings: Settings, roles: &[Role], migrate: bool) -> anyhow::Result<ExitCode> {
+    let listener = tokio::net::TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("cannot listen on VITTE_LISTEN={}", settings.listen))?;
+    serve(settings, roles, migrate, listener).await
+}
+
+/// Runs `roles` on an already bound listener until asked to stop.
+pub async fn serve(
+    settings: Settings,
+    roles: &[Role],
+    migrate: bool,
+    listener: tokio::net::TcpListener,
+) -> anyhow::Result<ExitCode> {
+    if roles == [Role::Bot] && settings.telegram_bot_token.is_none() {
+        return Ok(config_failure(&ConfigError::new(
+            "TELEGRAM_BOT_TOKEN",
+            "is required to run the bot role",
+        )));
+    }
     let store = open_store(&settings.database_url, &settings.pool())
         .await
         .with_context(|| format!("cannot open the database at {}", settings.database_url))?;
@@ -44,9 +63,12 @@ pub async fn run(settings: Settings, roles: &[Role], migrate: bool) -> anyhow::R
         SchemaPolicy::RequireCurrent
     };
     ensure_schema(&*store, policy).await?;
-    let listener = tokio::net::TcpListener::bind(settings.listen)
-        .await
-        .with_context(|| format!("cannot listen on VITTE_LISTEN={}", settings.listen))?;
+    if roles == Role::ALL {
+        let seeded = super::persona::seed_examples(&*store).await?;
+        if seeded > 0 {
+            tracing::info!(seeded, "example personas imported into an empty store");
+        }
+    }
     let ctx = AppContext {
         settings: Arc::new(settings),
         store,
@@ -54,10 +76,21 @@ pub async fn run(settings: Settings, roles: &[Role], migrate: bool) -> anyhow::R
         shutdown: Shutdown::new(),
     };
     ctx.shutdown.trip_on_signals();
-    let parts = roles.iter().map(|r| r.parts(&ctx)).collect();
+    let mut parts = Vec::new();
+    for role in roles {
+        match role.parts(&ctx) {
+            Ok(p) => parts.push(p),
+            Err(e) => return Ok(config_failure(&e)),
+        }
+    }
     run_roles(&ctx, listener, parts)
         .await
         .context("server failed")?;
     tracing::info!("stopped cleanly");
     Ok(ExitCode::SUCCESS)
+}
+
+fn config_failure(e: &ConfigError) -> ExitCode {
+    eprintln!("error: invalid configuration: {e}");
+    ExitCode::from(2)
 }

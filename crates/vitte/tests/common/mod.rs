@@ -7,7 +7,7 @@
 use std::io::{BufRead, BufReader};
 use std::path::Path;
 use std::process::{Child, Command, ExitStatus, Output, Stdio};
-use std::sync::mpsc;
+use std::sync::{Arc, Mutex, mpsc};
 use std::time::{Duration, Instant};
 
 /// A `vitte` command with only PATH from the outer environment, JSON logs,
@@ -48,7 +48,8 @@ pub struct Server {
     pub child: Child,
     /// Its base URL, e.g. `http://127.0.0.1:40123`.
     pub base: String,
-    logs: mpsc::Receiver<String>,
+    /// Every log line so far (also those before "serving").
+    pub logs: Arc<Mutex<Vec<String>>>,
 }
 
 impl Server {
@@ -61,12 +62,15 @@ impl Server {
             .expect("spawn");
         let stderr = child.stderr.take().expect("stderr");
         let (tx, rx) = mpsc::channel();
+        let logs = Arc::new(Mutex::new(Vec::new()));
+        let all = logs.clone();
         std::thread::spawn(move || {
             for line in BufReader::new(stderr).lines() {
                 let Ok(line) = line else { break };
-                if tx.send(line).is_err() {
-                    break;
+                if let Ok(mut all) = all.lock() {
+                    all.push(line.clone());
                 }
+                let _ = tx.send(line);
             }
         });
         let deadline = Instant::now() + Duration::from_secs(60);
@@ -81,7 +85,7 @@ impl Server {
                         return Server {
                             child,
                             base: format!("http://{addr}"),
-                            logs: rx,
+                            logs,
                         };
                     }
                     seen.push(line);
@@ -131,9 +135,9 @@ impl Server {
         }
     }
 
-    /// Log lines received so far.
-    pub fn drain_logs(&self) -> Vec<String> {
-        self.logs.try_iter().collect()
+    /// Log lines received so far, one per line.
+    pub fn log_text(&self) -> String {
+        self.logs.lock().map(|l| l.join("\n")).unwrap_or_default()
     }
 }
 

@@ -1,0 +1,40 @@
+//! What the bot's handlers and tasks share, built once per process.
+
+use std::sync::Arc;
+
+use tokio::sync::{Notify, mpsc};
+use vitte_domain::Clock;
+use vitte_domain::ids::DialogId;
+use vitte_domain::ports::Store;
+
+use crate::i18n::Texts;
+use crate::telegram::Telegram;
+
+/// Version of the terms in the locale files; bump it when their wording
+/// changes and everyone is asked to accept again.
+pub const TERMS_VERSION: i32 = 1;
+
+/// A request to generate the next reply of a dialog.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct ReplyJob {
+    /// The dialog with pending messages.
+    pub dialog: DialogId,
+    /// The private chat to answer in (the user's Telegram id).
+    pub chat: i64,
+}
+
+/// Dependencies of the bot role.
+pub struct BotContext {
+    /// Storage.
+    pub store: Arc<dyn Store>,
+    /// Source of "now".
+    pub clock: Arc<dyn Clock>,
+    /// Outbound Telegram calls.
+    pub telegram: Arc<Telegram>,
+    /// User-facing texts.
+    pub texts: Texts,
+    /// Wakes this process's reply generator.
+    pub replies: mpsc::UnboundedSender<ReplyJob>,
+    /// Wakes the inbox processor when the webhook stored an update.
+    pub inbox_signal: Arc<Notify>,
+}

@@ -1,0 +1,111 @@
+//! Routing of a stored update to its handler. Handlers are thin: they turn
+//! the update into domain calls and render the answer. Each is safe to run
+//! twice for the same update (after a crash the update is handled again):
+//! writes are idempotent or harmless to repeat.
+
+mod chat;
+mod commands;
+mod start;
+
+use teloxide_core::types::{Message, Update, UpdateKind};
+use vitte_domain::ids::UpdateId;
+use vitte_domain::model::User;
+use vitte_domain::ports::StoreError;
+
+use crate::context::BotContext;
+use crate::i18n::Lang;
+use crate::keyboards::Callback;
+use crate::middlewares::{access, terms_gate};
+use crate::telegram::SendError;
+
+/// Why handling failed; the update is retried later (its lease runs out).
+#[derive(Debug, thiserror::Error)]
+pub enum HandleError {
+    /// Storage failed.
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    /// Telegram could not be reached.
+    #[error(transparent)]
+    Send(#[from] SendError),
+}
+
+/// A person in their private chat with the bot, as handlers see them.
+pub(crate) struct Caller {
+    pub user: User,
+    pub lang: Lang,
+    pub chat: i64,
+}
+
+/// Handles one update. Unknown or unparseable updates are acknowledged and
+/// ignored: Telegram must never be asked to redeliver something we cannot use.
+pub async fn handle(
+    ctx: &BotContext,
+    id: UpdateId,
+    payload: &serde_json::Value,
+) -> Result<(), HandleError> {
+    // teloxide's Update only deserializes from text (its flattened update
+    // kind does not survive serde_json::Value), so go through the text form.
+    let update: Update = match serde_json::from_str(&payload.to_string()) {
+        Ok(u) => u,
+        Err(e) => {
+            tracing::warn!(update_id = id.get(), error = %e, "unparseable update ignored");
+            return Ok(());
+        }
+    };
+    match &update.kind {
+        UpdateKind::Message(m) => on_message(ctx, id, m).await,
+        UpdateKind::CallbackQuery(q) => {
+            // Stop the client's spinner first, whatever happens next.
+            if let Err(e) = ctx.telegram.answer_callback(&q.id.0).await {
+                tracing::debug!(error = %e, "callback answer failed");
+            }
+            let Some(message) = q.regular_message() else {
+                return Ok(());
+            };
+            let Some(profile) = access::admit(Some(&q.from), &message.chat) else {
+                return Ok(());
+            };
+            let Some(callback) = q.data.as_deref().and_then(Callback::parse) else {
+                return Ok(());
+            };
+            let caller = caller(ctx, &profile, message.chat.id.0).await?;
+            start::on_callback(ctx, caller, callback).await
+        }
+        _ => Ok(()),
+    }
+}
+
+async fn caller(
+    ctx: &BotContext,
+    profile: &vitte_domain::model::TelegramProfile,
+    chat: i64,
+) -> Result<Caller, StoreError> {
+    let user = ctx.store.upsert_user(profile, ctx.clock.now()).await?;
+    let lang = Lang::from_code(user.language.as_deref());
+    Ok(Caller { user, lang, chat })
+}
+
+async fn on_message(ctx: &BotContext, id: UpdateId, m: &Message) -> Result<(), HandleError> {
+    let Some(profile) = access::admit(m.from.as_ref(), &m.chat) else {
+        return Ok(());
+    };
+    let caller = caller(ctx, &profile, m.chat.id.0).await?;
+    let Some(text) = m.text() else {
+        let reply = ctx.texts.get(caller.lang, "chat.text_only", &[]);
+        ctx.telegram.send_html(caller.chat, &reply, None).await?;
+        return Ok(());
+    };
+    if let Some(command) = commands::Command::parse(text) {
+        if let commands::Command::Start(payload) = command {
+            return start::on_start(ctx, caller, payload).await;
+        }
+        if terms_gate::check(&caller.user) != terms_gate::Gate::Open {
+            return start::ask_terms(ctx, &caller, None).await;
+        }
+        return commands::run(ctx, caller, command).await;
+    }
+    if terms_gate::check(&caller.user) != terms_gate::Gate::Open {
+        return start::ask_terms(ctx, &caller, None).await;
+    }
+    chat::on_text(ctx, caller, id, m.id.0, text).await
+}

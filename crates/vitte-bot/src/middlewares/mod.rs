@@ -1,0 +1,5 @@
+//! Checks that run before handlers. They only read: writes happen in the
+//! handlers, where they are visible.
+
+pub mod access;
+pub mod terms_gate;

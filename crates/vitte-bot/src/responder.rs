@@ -1,0 +1,518 @@
+//! The responder: writes the persona's replies, off the webhook path.
+//!
+//! One reply at a time per dialog, across processes: a reply starts only
+//! under the dialog's reply lease. Messages that arrive while the persona is
+//! "typing" stay pending and are answered together, in order, by the next
+//! reply. A recovery sweep finds pending messages whose reply never came (a
+//! crash, a lost wake-up) and starts them again. When the model cannot
+//! answer, the messages are marked failed, the person is told, and `/retry`
+//! brings them back.
+
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use chrono::TimeDelta;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tokio_util::task::TaskTracker;
+use vitte_domain::ids::DialogId;
+use vitte_domain::model::{MessageState, NewMessage, Role};
+use vitte_domain::services::{
+    PromptBudget, PromptBuilder, PromptRole, escape_html, format_reply, shape_reply,
+};
+use vitte_llm::{
+    ChatMessage, ChatRequest, LlmPolicy, LlmService, ModelChain, OpenAiCompatible, OpenAiConfig,
+    ReplyEvent,
+};
+use vitte_runtime::{ConfigError, Settings, Shutdown};
+
+use crate::context::{BotContext, ReplyJob};
+use crate::i18n::Lang;
+use crate::telegram::SendError;
+
+/// How long a reply lease lasts without renewal. Short, so the dialogs of a
+/// crashed process are taken over within seconds; a live generation renews
+/// it every `RENEW_EVERY`.
+const LEASE: TimeDelta = TimeDelta::seconds(15);
+/// How often a generation in progress renews its lease.
+const RENEW_EVERY: Duration = Duration::from_secs(4);
+/// Pending messages older than this with no reply in progress are recovered.
+const STALE: TimeDelta = TimeDelta::seconds(10);
+/// How often the recovery sweep looks.
+const SWEEP_EVERY: Duration = Duration::from_secs(5);
+/// Messages of history read for the prompt (the builder keeps what fits).
+const HISTORY: u32 = 60;
+/// Telegram's message length limit, in UTF-16 code units.
+const TELEGRAM_LIMIT: usize = 4096;
+/// Progressive display: the first partial text appears after this much text…
+const FIRST_SHOW_CHARS: usize = 40;
+/// …and is edited at most this often (Telegram allows about one edit a second per chat).
+const EDIT_EVERY: Duration = Duration::from_millis(1500);
+/// "typing…" fades after about five seconds; it is renewed before that.
+const TYPING_EVERY: Duration = Duration::from_millis(4500);
+
+/// Builds the LLM service the settings describe.
+pub fn llm_from_settings(settings: &Settings) -> Result<Arc<LlmService>, ConfigError> {
+    let mut config = OpenAiConfig::new(settings.llm_base_url.as_str().trim_end_matches('/'));
+    if let Some(key) = &settings.llm_api_key {
+        config = config.with_api_key(key.clone());
+    }
+    let provider = OpenAiCompatible::new(config)
+        .map_err(|e| ConfigError::new("LLM_BASE_URL", e.to_string()))?;
+    let models = ModelChain::new(
+        std::iter::once(settings.llm_model.clone())
+            .chain(settings.llm_fallback_models.0.iter().cloned()),
+    )
+    .map_err(|e| ConfigError::new("LLM_MODEL", e.to_string()))?;
+    Ok(Arc::new(LlmService::new(
+        Arc::new(provider),
+        models,
+        LlmPolicy::default(),
+        Arc::new(vitte_domain::SystemClock),
+    )))
+}
+
+/// Reply generation for this process.
+pub struct Responder {
+    ctx: Arc<BotContext>,
+    llm: Arc<LlmService>,
+    prompt: PromptBuilder,
+    /// Identifies this process's leases.
+    owner: String,
+    /// Dialogs being answered here, with a flag saying more work arrived meanwhile.
+    running: Mutex<HashMap<DialogId, bool>>,
+    tasks: TaskTracker,
+    /// Edit one message as text arrives, instead of sending the reply whole.
+    progressive: bool,
+}
+
+impl Responder {
+    /// A responder using `llm`.
+    pub fn new(ctx: Arc<BotContext>, llm: Arc<LlmService>, progressive: bool) -> Arc<Self> {
+        let owner = format!("{}-{}", std::process::id(), rand_suffix());
+        Arc::new(Self {
+            ctx,
+            llm,
+            prompt: PromptBuilder::new(PromptBudget::default()),
+            owner,
+            running: Mutex::new(HashMap::new()),
+            tasks: TaskTracker::new(),
+            progressive,
+        })
+    }
+
+    /// Takes reply jobs until shutdown, then lets replies in progress finish.
+    pub async fn run(
+        self: Arc<Self>,
+        mut jobs: mpsc::UnboundedReceiver<ReplyJob>,
+        shutdown: Shutdown,
+    ) {
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => break,
+                job = jobs.recv() => match job {
+                    Some(job) => self.start(job),
+                    None => break,
+                },
+            }
+        }
+        self.tasks.close();
+        self.tasks.wait().await;
+    }
+
+    /// Finds pending messages nobody is answering and answers them.
+    pub async fn recover(self: Arc<Self>, shutdown: Shutdown) {
+        let mut tick = tokio::time::interval(SWEEP_EVERY);
+        tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            tokio::select! {
+                () = shutdown.wait() => return,
+                _ = tick.tick() => {}
+            }
+            if let Err(e) = self.sweep().await {
+                tracing::warn!(error = %e, "recovery sweep failed; retrying");
+            }
+        }
+    }
+
+    async fn sweep(self: &Arc<Self>) -> Result<(), vitte_domain::ports::StoreError> {
+        let store = &self.ctx.store;
+        let stale = store
+            .dialogs_with_pending(self.ctx.clock.now() - STALE, 100)
+            .await?;
+        for dialog in stale {
+            let Some(d) = store.dialog(dialog).await? else {
+                continue;
+            };
+            let Some(user) = store.user(d.user_id).await? else {
+                continue;
+            };
+            tracing::info!(dialog = dialog.0, "recovering unanswered messages");
+            self.start(ReplyJob {
+                dialog,
+                chat: user.telegram_id.get(),
+            });
+        }
+        Ok(())
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DialogId, bool>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn start(self: &Arc<Self>, job: ReplyJob) {
+        {
+            let mut running = self.lock();
+            if let Some(more) = running.get_mut(&job.dialog) {
+                *more = true;
+                return;
+            }
+            running.insert(job.dialog, false);
+        }
+        let this = self.clone();
+        self.tasks.spawn(async move {
+            loop {
+                this.answer(job).await;
+                let mut running = this.lock();
+                match running.get_mut(&job.dialog) {
+                    Some(more) if *more => *more = false,
+                    _ => {
+                        running.remove(&job.dialog);
+                        return;
+                    }
+                }
+            }
+        });
+    }
+
+    /// Answers the dialog's pending messages until none are left.
+    #[tracing::instrument(name = "reply", skip_all, fields(dialog = job.dialog.0))]
+    async fn answer(&self, job: ReplyJob) {
+        loop {
+            let now = self.ctx.clock.now();
+            match self
+                .ctx
+                .store
+                .lease_reply(job.dialog, &self.owner, now, now + LEASE)
+                .await
+            {
+                Ok(true) => {}
+                Ok(false) => return, // another process is answering; it will see these messages
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot lease the dialog; recovery will retry");
+                    return;
+                }
+            }
+            let outcome = self.answer_once(job).await;
+            if let Err(e) = self.ctx.store.release_reply(job.dialog, &self.owner).await {
+                tracing::warn!(error = %e, "cannot release the reply lease; it will expire");
+            }
+            match outcome {
+                Ok(true) => continue,
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(error = %e, "reply failed; recovery will retry");
+                    return;
+                }
+            }
+        }
+    }
+
+    /// One reply to everything pending; `Ok(false)` when nothing was pending.
+    async fn answer_once(&self, job: ReplyJob) -> Result<bool, ReplyError> {
+        let store = &self.ctx.store;
+        let pending = store.pending_messages(job.dialog).await?;
+        if pending.is_empty() {
+            return Ok(false);
+        }
+        let dialog = store.dialog(job.dialog).await?.ok_or(ReplyError::Gone)?;
+        let user = store.user(dialog.user_id).await?.ok_or(ReplyError::Gone)?;
+        let persona = store
+            .persona(dialog.persona_id)
+            .await?
+            .ok_or(ReplyError::Gone)?;
+        let lang = Lang::from_code(user.language.as_deref());
+        let ids: Vec<_> = pending.iter().map(|m| m.id).collect();
+
+        let mut history = store.recent_messages(job.dialog, HISTORY).await?;
+        // Messages that arrived after `pending` was read wait for the next
+        // reply: this one answers exactly `ids`, so the model must not see more.
+        let newest = ids.last().copied();
+        history.retain(|m| Some(m.id) <= newest || m.role != Role::User);
+        conversation_order(&mut history);
+        let mut memories = Vec::new();
+        if let Some(summary) = store.summary(job.dialog).await? {
+            memories.push(summary);
+        }
+        memories.extend(store.facts(job.dialog).await?);
+        let built = self.prompt.build(&vitte_domain::services::PromptInput {
+            card: &persona.card,
+            user_name: &user.first_name,
+            memories: &memories,
+            intimacy_instruction: "",
+            history: &history,
+        });
+        let request = ChatRequest::new(built.messages.iter().map(to_chat).collect());
+
+        let mut display = Display::new(&self.ctx, job.chat, self.progressive);
+        display.typing().await?;
+        let (tx, mut rx) = mpsc::unbounded_channel::<Piece>();
+        let generation = self.llm.reply(&request, |event| {
+            let _ = tx.send(match event {
+                ReplyEvent::Text(t) => Piece::Text(t.to_owned()),
+                ReplyEvent::Restart { .. } => Piece::Restart,
+            });
+        });
+        tokio::pin!(generation);
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.tick().await;
+        let result = loop {
+            tokio::select! {
+                result = &mut generation => break result,
+                Some(piece) = rx.recv() => display.take(piece).await?,
+                () = display.tick() => display.refresh().await?,
+                _ = renew.tick() => {
+                    let now = self.ctx.clock.now();
+                    if !store.lease_reply(job.dialog, &self.owner, now, now + LEASE).await? {
+                        // Another process took over (we stalled past the lease):
+                        // stop rather than answer the same messages twice.
+                        return Err(ReplyError::LeaseLost);
+                    }
+                }
+            }
+        };
+        let completion = match result {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(error = %e, "the model could not answer; messages marked failed");
+                store.set_message_state(&ids, MessageState::Failed).await?;
+                let text = self.ctx.texts.get(
+                    lang,
+                    "chat.failed",
+                    &[("name", &escape_html(&persona.card.name))],
+                );
+                display.notice(&text).await?;
+                return Ok(false);
+            }
+        };
+        let parts = shape_reply(&completion.text, TELEGRAM_LIMIT);
+        let last_sent = display.finish(&parts).await?;
+        let reply = NewMessage {
+            dialog_id: job.dialog,
+            role: Role::Assistant,
+            text: completion.text,
+            state: MessageState::Sent,
+            telegram_message_id: last_sent.map(i64::from),
+            update_id: None,
+            reply_to: ids.last().copied(),
+            usage: Some(completion.usage),
+        };
+        store
+            .complete_reply(&ids, &reply, self.ctx.clock.now())
+            .await?;
+        Ok(true)
+    }
+}
+
+/// Why one reply could not be completed.
+#[derive(Debug, thiserror::Error)]
+enum ReplyError {
+    #[error(transparent)]
+    Store(#[from] vitte_domain::ports::StoreError),
+    #[error(transparent)]
+    Send(#[from] SendError),
+    #[error("the dialog, its user or its persona is gone")]
+    Gone,
+    #[error("the reply lease was lost to another process")]
+    LeaseLost,
+}
+
+/// Puts each reply right after the message it answers. Storage orders by
+/// arrival, and messages written while the persona was typing arrived before
+/// the reply to the earlier ones; the model must see the conversation as it
+/// happened, or it would take the newest messages as already answered.
+fn conversation_order(history: &mut [vitte_domain::model::Message]) {
+    history.sort_by_key(|m| match (m.role, m.reply_to) {
+        (Role::Assistant, Some(answered)) if answered < m.id => (answered.0, 1, m.id.0),
+        _ => (m.id.0, 0, m.id.0),
+    });
+}
+
+fn to_chat(m: &vitte_domain::services::PromptMessage) -> ChatMessage {
+    match m.role {
+        PromptRole::System => ChatMessage::system(m.content.clone()),
+        PromptRole::User => ChatMessage::user(m.content.clone()),
+        PromptRole::Assistant => ChatMessage::assistant(m.content.clone()),
+    }
+}
+
+fn rand_suffix() -> String {
+    use std::hash::{BuildHasher, RandomState};
+    format!(
+        "{:x}",
+        RandomState::new().hash_one(std::time::SystemTime::now())
+    )
+}
+
+enum Piece {
+    Text(String),
+    Restart,
+}
+
+/// What the person sees while a reply is written: "typing…", then (when
+/// progressive) one message edited as text arrives, then the final parts.
+struct Display<'a> {
+    ctx: &'a BotContext,
+    chat: i64,
+    progressive: bool,
+    text: String,
+    shown: String,
+    message: Option<i32>,
+    last_edit: Instant,
+    last_typing: Instant,
+}
+
+impl<'a> Display<'a> {
+    fn new(ctx: &'a BotContext, chat: i64, progressive: bool) -> Self {
+        let now = Instant::now();
+        Self {
+            ctx,
+            chat,
+            progressive,
+            text: String::new(),
+            shown: String::new(),
+            message: None,
+            last_edit: now,
+            last_typing: now,
+        }
+    }
+
+    async fn typing(&mut self) -> Result<(), SendError> {
+        self.last_typing = Instant::now();
+        match self.ctx.telegram.typing(self.chat).await {
+            Err(SendError::Blocked) => Err(SendError::Blocked),
+            _ => Ok(()),
+        }
+    }
+
+    async fn take(&mut self, piece: Piece) -> Result<(), SendError> {
+        match piece {
+            Piece::Text(t) => self.text.push_str(&t),
+            Piece::Restart => self.text.clear(),
+        }
+        Ok(())
+    }
+
+    /// Resolves when the display may have something to renew.
+    async fn tick(&self) {
+        tokio::time::sleep(Duration::from_millis(300)).await;
+    }
+
+    async fn refresh(&mut self) -> Result<(), SendError> {
+        if self.message.is_none() && self.last_typing.elapsed() >= TYPING_EVERY {
+            self.typing().await?;
+        }
+        if !self.progressive || self.last_edit.elapsed() < EDIT_EVERY {
+            return Ok(());
+        }
+        let preview = shape_reply(&self.text, TELEGRAM_LIMIT)
+            .into_iter()
+            .next()
+            .unwrap_or_default();
+        if preview == self.shown
+            || (self.message.is_none() && self.text.chars().count() < FIRST_SHOW_CHARS)
+        {
+            return Ok(());
+        }
+        let html = format!("{}…", format_reply(&preview));
+        self.last_edit = Instant::now();
+        match self.message {
+            None => self.message = Some(self.ctx.telegram.send_html(self.chat, &html, None).await?),
+            Some(id) => match self.ctx.telegram.edit_html(self.chat, id, &html).await {
+                Ok(()) | Err(SendError::NotModified) => {}
+                Err(e) => return Err(e),
+            },
+        }
+        self.shown = preview;
+        Ok(())
+    }
+
+    /// Shows a ready-made HTML notice in place of the reply.
+    async fn notice(&mut self, html: &str) -> Result<(), SendError> {
+        match self.message {
+            Some(id) => match self.ctx.telegram.edit_html(self.chat, id, html).await {
+                Ok(()) | Err(SendError::NotModified) => Ok(()),
+                Err(e) => Err(e),
+            },
+            None => self
+                .ctx
+                .telegram
+                .send_html(self.chat, html, None)
+                .await
+                .map(|_| ()),
+        }
+    }
+
+    /// Shows the final parts (HTML is produced here from plain text for
+    /// replies; texts from the locale files are already HTML). Returns the
+    /// id of the last message.
+    async fn finish(&mut self, parts: &[String]) -> Result<Option<i32>, SendError> {
+        let mut last = None;
+        for (i, part) in parts.iter().enumerate() {
+            let html = format_reply(part);
+            if i == 0
+                && let Some(id) = self.message
+            {
+                match self.ctx.telegram.edit_html(self.chat, id, &html).await {
+                    Ok(()) | Err(SendError::NotModified) => last = Some(id),
+                    Err(e) => return Err(e),
+                }
+                continue;
+            }
+            last = Some(self.ctx.telegram.send_html(self.chat, &html, None).await?);
+        }
+        Ok(last)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use chrono::DateTime;
+    use vitte_domain::ids::{DialogId, MessageId};
+    use vitte_domain::model::Message;
+
+    use super::*;
+
+    fn message(id: i64, role: Role, reply_to: Option<i64>) -> Message {
+        Message {
+            id: MessageId(id),
+            dialog_id: DialogId(1),
+            role,
+            text: format!("m{id}"),
+            state: MessageState::Sent,
+            telegram_message_id: None,
+            update_id: None,
+            reply_to: reply_to.map(MessageId),
+            usage: None,
+            created_at: DateTime::from_timestamp(0, 0).expect("time"),
+        }
+    }
+
+    #[test]
+    fn replies_follow_the_message_they_answer() {
+        // Greeting 1; user 2; users 3 and 4 arrive while 2 is answered by 5;
+        // then 6 answers 3 and 4.
+        let mut history = vec![
+            message(1, Role::Assistant, None),
+            message(2, Role::User, None),
+            message(3, Role::User, None),
+            message(4, Role::User, None),
+            message(5, Role::Assistant, Some(2)),
+            message(6, Role::Assistant, Some(4)),
+        ];
+        conversation_order(&mut history);
+        let ids: Vec<i64> = history.iter().map(|m| m.id.0).collect();
+        assert_eq!(ids, [1, 2, 5, 3, 4, 6]);
+    }
+}

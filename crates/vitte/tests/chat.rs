@@ -1,0 +1,520 @@
+//! End-to-end tests of the chat: the real `vitte` binary against the
+//! Telegram and LLM stand-ins (run in this test process, so they outlive a
+//! killed bot). Each test gets its own stand-ins, store and ports.
+
+mod common;
+
+use std::time::Duration;
+
+use common::{Server, vitte};
+use serde_json::Value;
+use tokio::net::TcpListener;
+use tokio::time::Instant;
+use vitte_stand_ins::Handle;
+use vitte_stand_ins::llm::{self, BehaviourPatch, Fault, LlmStandIn};
+use vitte_stand_ins::telegram::{self, ButtonPress, TelegramStandIn, UserMessage};
+
+const SECRET: &str = "e2e-secret";
+const WAIT: Duration = Duration::from_secs(30);
+
+struct World {
+    tg: TelegramStandIn,
+    llm: LlmStandIn,
+    tg_handle: Handle,
+    llm_handle: Handle,
+    dir: tempfile::TempDir,
+    bot_port: u16,
+    logs: std::sync::Mutex<Option<std::sync::Arc<std::sync::Mutex<Vec<String>>>>>,
+}
+
+impl World {
+    async fn new() -> World {
+        // Telegram's real flood limits stay on: the bot must live within them.
+        let tg = TelegramStandIn::new(telegram::Config::default()).expect("stand-in config");
+        let tg_handle = tg
+            .clone()
+            .spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
+            .expect("spawn");
+        let llm = LlmStandIn::new(llm::Config::default());
+        let llm_handle = llm
+            .clone()
+            .spawn(TcpListener::bind("127.0.0.1:0").await.expect("bind"))
+            .expect("spawn");
+        let bot_port = std::net::TcpListener::bind("127.0.0.1:0")
+            .expect("bind")
+            .local_addr()
+            .expect("addr")
+            .port();
+        World {
+            tg,
+            llm,
+            tg_handle,
+            llm_handle,
+            dir: tempfile::tempdir().expect("tempdir"),
+            bot_port,
+            logs: Default::default(),
+        }
+    }
+
+    fn command(&self) -> std::process::Command {
+        let mut cmd = vitte(self.dir.path());
+        cmd.env(
+            "DATABASE_URL",
+            format!("sqlite://{}", self.dir.path().join("chat.db").display()),
+        )
+        .env("VITTE_LISTEN", format!("127.0.0.1:{}", self.bot_port))
+        .env("TELEGRAM_BOT_TOKEN", self.tg.token())
+        .env("TELEGRAM_API_URL", self.tg_handle.base_url())
+        .env(
+            "TELEGRAM_WEBHOOK_URL",
+            format!("http://127.0.0.1:{}/telegram/webhook", self.bot_port),
+        )
+        .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
+        .env(
+            "LLM_BASE_URL",
+            format!("{}/v1", self.llm_handle.base_url().trim_end_matches('/')),
+        )
+        .env("LLM_MODEL", "vitte-stand-in")
+        .env("VITTE_REPLY_STREAMING", "false")
+        .env("VITTE_SHUTDOWN_TIMEOUT", "5s")
+        .arg("all");
+        cmd
+    }
+
+    fn start(&self) -> Server {
+        let server = Server::start(&mut self.command());
+        if let Ok(mut logs) = self.logs.lock() {
+            *logs = Some(server.logs.clone());
+        }
+        server
+    }
+
+    fn say(&self, user: i64, text: &str) {
+        self.tg
+            .send_user_message(&UserMessage {
+                user_id: user,
+                first_name: format!("U{user}"),
+                last_name: None,
+                username: None,
+                language_code: Some("en".to_owned()),
+                text: text.to_owned(),
+            })
+            .expect("message injected");
+    }
+
+    /// The bot's messages in the chat once `done` holds for them, or a panic after `WAIT`.
+    async fn wait_until(
+        &self,
+        chat: i64,
+        what: &str,
+        done: impl Fn(&[Value]) -> bool,
+    ) -> Vec<Value> {
+        let deadline = Instant::now() + WAIT;
+        loop {
+            let log = self
+                .tg
+                .chat_log(chat, 0, false, Duration::from_millis(500))
+                .await;
+            if done(&log.messages) {
+                return log.messages;
+            }
+            if Instant::now() >= deadline {
+                let logs = self
+                    .logs
+                    .lock()
+                    .ok()
+                    .and_then(|l| l.clone())
+                    .and_then(|l| l.lock().ok().map(|l| l.join("\n")))
+                    .unwrap_or_default();
+                panic!(
+                    "timed out waiting for {what}; chat so far: {:#?}\ncounters: {:?}\nbot logs:\n{logs}",
+                    texts(&log.messages),
+                    self.tg.counters()
+                );
+            }
+        }
+    }
+
+    fn press(&self, user: i64, message: &Value, data_prefix: &str) {
+        let data = buttons(message)
+            .into_iter()
+            .find(|d| d.starts_with(data_prefix))
+            .unwrap_or_else(|| panic!("no {data_prefix} button on {message}"));
+        self.tg
+            .press_button(&ButtonPress {
+                user_id: user,
+                message_id: message["message_id"].as_i64().expect("id"),
+                data,
+            })
+            .expect("button pressed");
+    }
+
+    /// /start, accept the terms, choose the first persona; returns the message count after the greeting.
+    async fn onboard(&self, user: i64) -> usize {
+        self.say(user, "/start");
+        let log = self
+            .wait_until(user, "the terms", |m| {
+                m.iter().any(|m| has_button(m, "terms"))
+            })
+            .await;
+        let terms = log.iter().find(|m| has_button(m, "terms")).expect("terms");
+        self.press(user, terms, "terms");
+        let log = self
+            .wait_until(user, "the persona list", |m| {
+                m.iter().any(|m| has_button(m, "p:"))
+            })
+            .await;
+        let list = log
+            .iter()
+            .rev()
+            .find(|m| has_button(m, "p:"))
+            .expect("list")
+            .clone();
+        let before = log.len();
+        self.press(user, &list, "p:");
+        // The picture with the introduction, then the greeting.
+        let log = self
+            .wait_until(user, "the greeting", |m| m.len() >= before + 2)
+            .await;
+        log.len()
+    }
+}
+
+fn buttons(message: &Value) -> Vec<String> {
+    message["reply_markup"]["inline_keyboard"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .flat_map(|row| row.as_array().into_iter().flatten())
+        .filter_map(|b| b["callback_data"].as_str().map(str::to_owned))
+        .collect()
+}
+
+fn has_button(message: &Value, prefix: &str) -> bool {
+    buttons(message).iter().any(|d| d.starts_with(prefix))
+}
+
+fn texts(messages: &[Value]) -> Vec<String> {
+    messages
+        .iter()
+        .map(|m| {
+            m["text"]
+                .as_str()
+                .or(m["caption"].as_str())
+                .unwrap_or("<media>")
+                .to_owned()
+        })
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_new_user_onboards_and_gets_ten_replies_in_order() {
+    let world = World::new().await;
+    let server = world.start();
+    let user = 1001;
+    let mut seen = world.onboard(user).await;
+    for i in 1..=10 {
+        world.say(user, &format!("message number {i}"));
+        let log = world
+            .wait_until(user, &format!("reply {i}"), |m| m.len() > seen)
+            .await;
+        let reply = texts(&log[seen..]).join("\n");
+        assert!(
+            reply.contains(&format!("message number {i}")),
+            "reply {i} does not answer message {i}: {reply}"
+        );
+        seen = log.len();
+    }
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_burst_is_answered_in_order_one_reply_at_a_time() {
+    let world = World::new().await;
+    world
+        .llm
+        .configure(BehaviourPatch {
+            first_token_ms: Some(400),
+            ..Default::default()
+        })
+        .expect("configure");
+    let server = world.start();
+    let user = 1002;
+    let seen = world.onboard(user).await;
+    for i in 1..=5 {
+        world.say(user, &format!("burst {i}"));
+    }
+    // Every burst message is answered: the last reply quotes the last one.
+    let log = world
+        .wait_until(user, "the burst answered", |m| {
+            texts(&m[seen.min(m.len())..])
+                .join("\n")
+                .contains("burst 5")
+        })
+        .await;
+    let after = texts(&log[seen..]);
+    assert!(!after.is_empty());
+    // One generation at a time for the dialog: the messages each request
+    // answers (the user turns after its last assistant turn) never overlap
+    // between requests, and taken together they are the burst, in order.
+    let stats = world.llm.stats();
+    let mut answered = Vec::new();
+    for recorded in &stats.recent {
+        let turns = recorded.request["messages"]
+            .as_array()
+            .cloned()
+            .unwrap_or_default();
+        if !turns
+            .iter()
+            .any(|t| t["content"].as_str().unwrap_or_default().contains("burst "))
+        {
+            continue;
+        }
+        let last_assistant = turns
+            .iter()
+            .rposition(|t| t["role"] == "assistant")
+            .map_or(0, |i| i + 1);
+        for turn in &turns[last_assistant..] {
+            if turn["role"] != "user" {
+                continue;
+            }
+            let content = turn["content"].as_str().unwrap_or_default();
+            for i in 1..=5 {
+                if content.contains(&format!("burst {i}")) {
+                    answered.push(i);
+                }
+            }
+        }
+    }
+    let shapes: Vec<Vec<(String, String)>> = stats
+        .recent
+        .iter()
+        .map(|r| {
+            r.request["messages"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .map(|t| {
+                    let c: String = t["content"]
+                        .as_str()
+                        .unwrap_or_default()
+                        .chars()
+                        .take(40)
+                        .collect();
+                    (t["role"].as_str().unwrap_or_default().to_owned(), c)
+                })
+                .collect()
+        })
+        .collect();
+    assert_eq!(
+        answered,
+        [1, 2, 3, 4, 5],
+        "burst answered out of order or more than once; requests: {shapes:#?}"
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_redelivered_update_is_handled_once() {
+    let world = World::new().await;
+    let server = world.start();
+    let user = 1003;
+    let seen = world.onboard(user).await;
+    let update = serde_json::json!({
+        "update_id": 900_000,
+        "message": {
+            "message_id": 77, "date": 1_800_000_000,
+            "chat": {"id": user, "type": "private", "first_name": "U"},
+            "from": {"id": user, "is_bot": false, "first_name": "U"},
+            "text": "only once please"
+        }
+    });
+    let client = reqwest::Client::new();
+    for _ in 0..3 {
+        let status = client
+            .post(format!("{}/telegram/webhook", server.base))
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+            .json(&update)
+            .send()
+            .await
+            .expect("post")
+            .status();
+        assert_eq!(status, 200);
+    }
+    let log = world
+        .wait_until(user, "the reply", |m| m.len() > seen)
+        .await;
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let log2 = world.tg.chat_log(user, 0, false, Duration::ZERO).await;
+    assert_eq!(
+        log2.messages.len(),
+        log.len(),
+        "a duplicate update produced another reply: {:?}",
+        texts(&log2.messages[seen..])
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn kill_9_during_a_reply_loses_nothing() {
+    let world = World::new().await;
+    let mut server = world.start();
+    let user = 1004;
+    let seen = world.onboard(user).await;
+    world
+        .llm
+        .configure(BehaviourPatch {
+            first_token_ms: Some(3000),
+            ..Default::default()
+        })
+        .expect("configure");
+    world.say(user, "are you still there");
+    // Wait until the model is working on it, then kill the process outright.
+    let deadline = Instant::now() + WAIT;
+    while world.llm.stats().requests == 0 {
+        assert!(Instant::now() < deadline, "the model was never asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    server.child.kill().expect("kill -9");
+    let _ = server.child.wait();
+    drop(server);
+    world
+        .llm
+        .configure(BehaviourPatch {
+            first_token_ms: Some(0),
+            ..Default::default()
+        })
+        .expect("configure");
+
+    let server = world.start();
+    let log = world
+        .wait_until(user, "the recovered reply", |m| m.len() > seen)
+        .await;
+    assert!(
+        texts(&log[seen..])
+            .join("\n")
+            .contains("are you still there")
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn model_failures_are_retried_and_retry_works_after_an_outage() {
+    let world = World::new().await;
+    let server = world.start();
+    let user = 1005;
+    let mut seen = world.onboard(user).await;
+
+    world
+        .llm
+        .configure(BehaviourPatch {
+            fault: Some(Fault::ServerError),
+            fail_next: Some(2),
+            ..Default::default()
+        })
+        .expect("configure");
+    world.say(user, "first try");
+    let log = world
+        .wait_until(user, "a reply despite 500s", |m| m.len() > seen)
+        .await;
+    assert!(texts(&log[seen..]).join("\n").contains("first try"));
+    seen = log.len();
+
+    world
+        .llm
+        .configure(BehaviourPatch {
+            down: Some(true),
+            ..Default::default()
+        })
+        .expect("down");
+    world.say(user, "anyone home");
+    let log = world
+        .wait_until(user, "the failure notice", |m| m.len() > seen)
+        .await;
+    let notice = texts(&log[seen..]).join("\n");
+    assert!(
+        notice.contains("/retry"),
+        "no clear failure message: {notice}"
+    );
+    seen = log.len();
+
+    world
+        .llm
+        .configure(BehaviourPatch {
+            down: Some(false),
+            ..Default::default()
+        })
+        .expect("up");
+    world.say(user, "/retry");
+    let log = world
+        .wait_until(user, "the retried reply", |m| m.len() > seen)
+        .await;
+    assert!(
+        texts(&log[seen..]).join("\n").contains("anyone home"),
+        "{:?}",
+        texts(&log[seen..])
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_webhook_refuses_strangers_and_survives_garbage() {
+    let world = World::new().await;
+    let server = world.start();
+    let client = reqwest::Client::new();
+    let url = format!("{}/telegram/webhook", server.base);
+    let status = client
+        .post(&url)
+        .body("{\"update_id\": 1}")
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status, 401);
+    let status = client
+        .post(&url)
+        .header("X-Telegram-Bot-Api-Secret-Token", "wrong")
+        .body("{\"update_id\": 1}")
+        .send()
+        .await
+        .expect("post")
+        .status();
+    assert_eq!(status, 401);
+
+    // 1,000 random or malformed bodies with the right secret: each gets an
+    // answer, and the process stays up.
+    let mut seed: u64 = 0x5eed;
+    let mut next = || {
+        seed ^= seed << 13;
+        seed ^= seed >> 7;
+        seed ^= seed << 17;
+        seed
+    };
+    for i in 0..1000 {
+        let body: Vec<u8> = match i % 4 {
+            0 => (0..(next() % 300)).map(|_| (next() % 256) as u8).collect(),
+            1 => format!(
+                "{{\"update_id\": {}, \"message\": {}}}",
+                next() % 1000,
+                next()
+            )
+            .into_bytes(),
+            2 => format!(
+                "{{\"update_id\": {}, \"callback_query\": {{\"id\": 5, \"data\": null}}}}",
+                1_000_000 + i
+            )
+            .into_bytes(),
+            _ => format!("[{}]", "{".repeat((next() % 50) as usize)).into_bytes(),
+        };
+        let response = client
+            .post(&url)
+            .header("X-Telegram-Bot-Api-Secret-Token", SECRET)
+            .body(body)
+            .send()
+            .await
+            .expect("the bot answered");
+        assert!(response.status().as_u16() < 500, "server error on body {i}");
+    }
+    assert_eq!(server.get("/healthz").await, 200);
+    assert_eq!(server.terminate().code(), Some(0));
+}
