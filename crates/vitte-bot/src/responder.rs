@@ -19,7 +19,8 @@ use tokio_util::task::TaskTracker;
 use vitte_domain::ids::DialogId;
 use vitte_domain::model::{MessageState, NewMessage, Role};
 use vitte_domain::services::{
-    PromptBudget, PromptBuilder, PromptRole, escape_html, format_reply, shape_reply,
+    IntimacyDecision, IntimacyInput, IntimacyService, LevelUp, PromptBudget, PromptBuilder,
+    PromptRole, SafetyService, SafetyVerdict, escape_html, format_reply, shape_reply,
 };
 use vitte_llm::{
     ChatMessage, ChatRequest, LlmPolicy, LlmService, ModelChain, OpenAiCompatible, OpenAiConfig,
@@ -78,6 +79,8 @@ pub struct Responder {
     ctx: Arc<BotContext>,
     llm: Arc<LlmService>,
     prompt: PromptBuilder,
+    safety: SafetyService,
+    intimacy: IntimacyService,
     /// Identifies this process's leases.
     owner: String,
     /// Dialogs being answered here, with a flag saying more work arrived meanwhile.
@@ -95,6 +98,8 @@ impl Responder {
             ctx,
             llm,
             prompt: PromptBuilder::new(PromptBudget::default()),
+            safety: SafetyService::default(),
+            intimacy: IntimacyService::default(),
             owner,
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
@@ -234,6 +239,28 @@ impl Responder {
             .ok_or(ReplyError::Gone)?;
         let lang = Lang::from_code(user.language.as_deref());
         let ids: Vec<_> = pending.iter().map(|m| m.id).collect();
+        let name = escape_html(&persona.card.name);
+
+        // Refused input never reaches the model; the messages are dropped so
+        // it never sees them later either.
+        let said: Vec<&str> = pending.iter().map(|m| m.text.as_str()).collect();
+        let notice = match self.safety.check_input(&said.join("\n")) {
+            SafetyVerdict::Allow => None,
+            SafetyVerdict::Support { category } => Some((category, "chat.support")),
+            SafetyVerdict::Refuse { category } | SafetyVerdict::Block { category } => {
+                Some((category, "chat.refusal"))
+            }
+        };
+        if let Some((category, key)) = notice {
+            tracing::info!(
+                category = category.as_str(),
+                "input refused by the safety rules"
+            );
+            store.set_message_state(&ids, MessageState::Dropped).await?;
+            let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
+            self.ctx.telegram.send_html(job.chat, &text, None).await?;
+            return Ok(true);
+        }
 
         let mut history = store.recent_messages(job.dialog, HISTORY).await?;
         // Messages that arrived after `pending` was read wait for the next
@@ -246,11 +273,20 @@ impl Responder {
             memories.push(summary);
         }
         memories.extend(store.facts(job.dialog).await?);
+        let now = self.ctx.clock.now();
+        let unlocked = store
+            .unlocks(user.id, now)
+            .await?
+            .into_iter()
+            .filter(|u| u.persona_id.is_none_or(|p| p == persona.id))
+            .map(|u| u.feature)
+            .collect();
+        let closeness = self.closeness(&dialog, &history, &pending, &unlocked, now);
         let built = self.prompt.build(&vitte_domain::services::PromptInput {
             card: &persona.card,
             user_name: &user.first_name,
             memories: &memories,
-            intimacy_instruction: "",
+            intimacy_instruction: &closeness.instruction,
             history: &history,
         });
         let request = ChatRequest::new(built.messages.iter().map(to_chat).collect());
@@ -296,6 +332,16 @@ impl Responder {
                 return Ok(false);
             }
         };
+        if let SafetyVerdict::Block { category } = self.safety.check_output(&completion.text) {
+            tracing::warn!(
+                category = category.as_str(),
+                "model output blocked by the safety rules"
+            );
+            store.set_message_state(&ids, MessageState::Dropped).await?;
+            let text = self.ctx.texts.get(lang, "chat.refusal", &[("name", &name)]);
+            display.notice(&text).await?;
+            return Ok(true);
+        }
         let parts = shape_reply(&completion.text, TELEGRAM_LIMIT);
         let last_sent = display.finish(&parts).await?;
         let reply = NewMessage {
@@ -311,7 +357,83 @@ impl Responder {
         store
             .complete_reply(&ids, &reply, self.ctx.clock.now())
             .await?;
+        if closeness.delta != 0 {
+            store
+                .add_intimacy(job.dialog, closeness.delta, self.ctx.clock.now())
+                .await?;
+        }
+        if closeness.level_up.is_some() {
+            let text = self.ctx.texts.get(
+                lang,
+                "chat.level_up",
+                &[
+                    ("name", &name),
+                    ("level", &escape_html(&closeness.level_name)),
+                ],
+            );
+            self.ctx.telegram.send_html(job.chat, &text, None).await?;
+        }
         Ok(true)
+    }
+
+    /// How the pending messages move the relationship: each message is
+    /// scored in turn, and the result carries the tone for the prompt.
+    fn closeness(
+        &self,
+        dialog: &vitte_domain::model::Dialog,
+        history: &[vitte_domain::model::Message],
+        pending: &[vitte_domain::model::Message],
+        unlocked: &std::collections::HashSet<String>,
+        now: chrono::DateTime<chrono::Utc>,
+    ) -> IntimacyDecision {
+        let today = now.date_naive();
+        let first_pending = pending.first().map(|m| m.id);
+        let mut earlier: Vec<usize> = history
+            .iter()
+            .filter(|m| m.role == Role::User && Some(m.id) < first_pending)
+            .filter(|m| m.created_at.date_naive() == today)
+            .map(|m| m.text.chars().count())
+            .collect();
+        let mut score = dialog.intimacy_score;
+        let mut total = 0;
+        let mut level_before = None;
+        let mut last = None;
+        for message in pending {
+            let d = self.intimacy.decide(&IntimacyInput {
+                score,
+                message: &message.text,
+                earlier_today: &earlier,
+                dialog_started: dialog.created_at,
+                now,
+                unlocked,
+            });
+            level_before.get_or_insert(d.level_up.map_or(d.level, |l| l.from));
+            score = d.score;
+            total += d.delta;
+            earlier.push(message.text.chars().count());
+            last = Some(d);
+        }
+        let mut decision = last.unwrap_or_else(|| {
+            self.intimacy.decide(&IntimacyInput {
+                score,
+                message: "",
+                earlier_today: &earlier,
+                dialog_started: dialog.created_at,
+                now,
+                unlocked,
+            })
+        });
+        decision.delta = total;
+        // Several messages in one reply: a level-up is any rise over the batch.
+        if let Some(from) = level_before
+            && decision.level > from
+        {
+            decision.level_up = Some(LevelUp {
+                from,
+                to: decision.level,
+            });
+        }
+        decision
     }
 }
 

@@ -215,14 +215,21 @@ async fn a_new_user_onboards_and_gets_ten_replies_in_order() {
     let mut seen = world.onboard(user).await;
     for i in 1..=10 {
         world.say(user, &format!("message number {i}"));
+        let quote = format!("\"message number {i}\"");
         let log = world
-            .wait_until(user, &format!("reply {i}"), |m| m.len() > seen)
+            .wait_until(user, &format!("reply {i}"), |m| {
+                texts(&m[seen.min(m.len())..])
+                    .iter()
+                    .any(|t| t.contains(&quote))
+            })
             .await;
-        let reply = texts(&log[seen..]).join("\n");
-        assert!(
-            reply.contains(&format!("message number {i}")),
-            "reply {i} does not answer message {i}: {reply}"
-        );
+        // Replies come in order: nothing here answers a later message.
+        for later in texts(&log[seen..]) {
+            for j in i + 1..=10 {
+                let early = format!("\"message number {j}\"");
+                assert!(!later.contains(&early), "reply to {j} before {i}");
+            }
+        }
         seen = log.len();
     }
     assert_eq!(server.terminate().code(), Some(0));
@@ -516,5 +523,40 @@ async fn the_webhook_refuses_strangers_and_survives_garbage() {
         assert!(response.status().as_u16() < 500, "server error on body {i}");
     }
     assert_eq!(server.get("/healthz").await, 200);
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_person_at_risk_gets_support_and_the_model_is_not_asked() {
+    let world = World::new().await;
+    let server = world.start();
+    let user = 1006;
+    let seen = world.onboard(user).await;
+    let asked = world.llm.stats().requests;
+    world.say(user, "I want to kill myself");
+    let log = world
+        .wait_until(user, "the supportive answer", |m| m.len() > seen)
+        .await;
+    let answer = texts(&log[seen..]).join("\n");
+    assert!(
+        answer.contains("findahelpline.com"),
+        "no help resources: {answer}"
+    );
+    assert_eq!(
+        world.llm.stats().requests,
+        asked,
+        "the model saw a message the safety rules stopped"
+    );
+    // The conversation goes on normally afterwards.
+    let seen = log.len();
+    world.say(user, "thank you, tell me about your piano");
+    let log = world
+        .wait_until(user, "a normal reply", |m| m.len() > seen)
+        .await;
+    assert!(
+        texts(&log[seen..])
+            .join("\n")
+            .contains("tell me about your piano")
+    );
     assert_eq!(server.terminate().code(), Some(0));
 }
