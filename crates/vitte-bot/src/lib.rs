@@ -13,6 +13,8 @@ pub mod handlers;
 pub mod i18n;
 pub mod inbox;
 pub mod keyboards;
+pub mod memory;
+pub mod menu;
 pub mod middlewares;
 pub mod polling;
 pub mod responder;
@@ -84,7 +86,18 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
             parts = parts.with_task(poller.run(ctx.shutdown.clone()));
         }
     }
-    let responder = responder::Responder::new(bot.clone(), llm, settings.reply_streaming);
+    let (summaries, summary_jobs) = mpsc::unbounded_channel();
+    let summarizer = memory::Summarizer {
+        store: ctx.store.clone(),
+        clock: ctx.clock.clone(),
+        llm: llm.clone(),
+        planner: vitte_domain::services::SummaryPlanner::default(),
+    };
+    parts = parts
+        .with_task(summarizer.run(summary_jobs, ctx.shutdown.clone()))
+        .with_task(menu::publish(telegram.clone(), bot.texts.clone()));
+    let responder =
+        responder::Responder::new(bot.clone(), llm, settings.reply_streaming, summaries);
     Ok(parts
         .with_task(inbox::run(bot.clone(), ctx.shutdown.clone()))
         .with_task(responder.clone().run(jobs, ctx.shutdown.clone()))

@@ -88,11 +88,18 @@ pub struct Responder {
     tasks: TaskTracker,
     /// Edit one message as text arrives, instead of sending the reply whole.
     progressive: bool,
+    /// Asks for the dialog's summary to be refreshed.
+    summaries: mpsc::UnboundedSender<crate::memory::SummaryJob>,
 }
 
 impl Responder {
     /// A responder using `llm`.
-    pub fn new(ctx: Arc<BotContext>, llm: Arc<LlmService>, progressive: bool) -> Arc<Self> {
+    pub fn new(
+        ctx: Arc<BotContext>,
+        llm: Arc<LlmService>,
+        progressive: bool,
+        summaries: mpsc::UnboundedSender<crate::memory::SummaryJob>,
+    ) -> Arc<Self> {
         let owner = format!("{}-{}", std::process::id(), rand_suffix());
         Arc::new(Self {
             ctx,
@@ -104,6 +111,7 @@ impl Responder {
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
             progressive,
+            summaries,
         })
     }
 
@@ -290,6 +298,12 @@ impl Responder {
             history: &history,
         });
         let request = ChatRequest::new(built.messages.iter().map(to_chat).collect());
+        if built.history_used < history.len() {
+            let _ = self.summaries.send(crate::memory::SummaryJob {
+                dialog: job.dialog,
+                window: built.history_used,
+            });
+        }
 
         let mut display = Display::new(&self.ctx, job.chat, self.progressive);
         display.typing().await?;
@@ -454,7 +468,7 @@ enum ReplyError {
 /// arrival, and messages written while the persona was typing arrived before
 /// the reply to the earlier ones; the model must see the conversation as it
 /// happened, or it would take the newest messages as already answered.
-fn conversation_order(history: &mut [vitte_domain::model::Message]) {
+pub(crate) fn conversation_order(history: &mut [vitte_domain::model::Message]) {
     history.sort_by_key(|m| match (m.role, m.reply_to) {
         (Role::Assistant, Some(answered)) if answered < m.id => (answered.0, 1, m.id.0),
         _ => (m.id.0, 0, m.id.0),

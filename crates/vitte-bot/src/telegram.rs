@@ -12,7 +12,8 @@ use teloxide_core::errors::{ApiError, RequestError};
 use teloxide_core::payloads::{EditMessageTextSetters, SendMessageSetters, SendPhotoSetters};
 use teloxide_core::prelude::Requester;
 use teloxide_core::types::{
-    CallbackQueryId, ChatAction, ChatId, InlineKeyboardMarkup, InputFile, MessageId, ParseMode,
+    BotCommand, CallbackQueryId, ChatAction, ChatId, InlineKeyboardMarkup, InputFile, MessageId,
+    ParseMode,
 };
 
 /// Why a Telegram call did not go through.
@@ -156,6 +157,28 @@ impl Telegram {
             let req = self
                 .bot
                 .answer_callback_query(CallbackQueryId(id.to_owned()));
+            async move { req.await }
+        })
+        .await
+        .map(|_| ())
+    }
+
+    /// Publishes the command menu for clients in `language` (`None`: everyone else).
+    pub async fn set_commands(
+        &self,
+        commands: Vec<(&str, String)>,
+        language: Option<&str>,
+    ) -> Result<(), SendError> {
+        use teloxide_core::payloads::SetMyCommandsSetters;
+        let commands: Vec<BotCommand> = commands
+            .into_iter()
+            .map(|(name, description)| BotCommand::new(name, description))
+            .collect();
+        self.call(None, || {
+            let mut req = self.bot.set_my_commands(commands.clone());
+            if let Some(language) = language {
+                req = req.language_code(language);
+            }
             async move { req.await }
         })
         .await

@@ -56,7 +56,8 @@ impl World {
         }
     }
 
-    fn command(&self) -> std::process::Command {
+    /// The bot's command line; without a webhook it long-polls the stand-in.
+    fn command_with(&self, webhook: bool) -> std::process::Command {
         let mut cmd = vitte(self.dir.path());
         cmd.env(
             "DATABASE_URL",
@@ -66,11 +67,6 @@ impl World {
         .env("TELEGRAM_BOT_TOKEN", self.tg.token())
         .env("TELEGRAM_API_URL", self.tg_handle.base_url())
         .env(
-            "TELEGRAM_WEBHOOK_URL",
-            format!("http://127.0.0.1:{}/telegram/webhook", self.bot_port),
-        )
-        .env("TELEGRAM_WEBHOOK_SECRET", SECRET)
-        .env(
             "LLM_BASE_URL",
             format!("{}/v1", self.llm_handle.base_url().trim_end_matches('/')),
         )
@@ -78,11 +74,22 @@ impl World {
         .env("VITTE_REPLY_STREAMING", "false")
         .env("VITTE_SHUTDOWN_TIMEOUT", "5s")
         .arg("all");
+        if webhook {
+            cmd.env(
+                "TELEGRAM_WEBHOOK_URL",
+                format!("http://127.0.0.1:{}/telegram/webhook", self.bot_port),
+            )
+            .env("TELEGRAM_WEBHOOK_SECRET", SECRET);
+        }
         cmd
     }
 
     fn start(&self) -> Server {
-        let server = Server::start(&mut self.command());
+        self.start_with(true)
+    }
+
+    fn start_with(&self, webhook: bool) -> Server {
+        let server = Server::start(&mut self.command_with(webhook));
         if let Ok(mut logs) = self.logs.lock() {
             *logs = Some(server.logs.clone());
         }
@@ -558,5 +565,26 @@ async fn a_person_at_risk_gets_support_and_the_model_is_not_asked() {
             .join("\n")
             .contains("tell me about your piano")
     );
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn without_a_webhook_the_bot_long_polls_with_the_same_guarantees() {
+    let world = World::new().await;
+    let server = world.start_with(false);
+    let user = 1007;
+    let mut seen = world.onboard(user).await;
+    for i in 1..=3 {
+        world.say(user, &format!("polled {i}"));
+        let quote = format!("\"polled {i}\"");
+        let log = world
+            .wait_until(user, &format!("reply {i}"), |m| {
+                texts(&m[seen.min(m.len())..])
+                    .iter()
+                    .any(|t| t.contains(&quote))
+            })
+            .await;
+        seen = log.len();
+    }
     assert_eq!(server.terminate().code(), Some(0));
 }

@@ -232,6 +232,38 @@ fn the_bot_role_alone_needs_a_token() {
 }
 
 #[test]
+fn personas_import_from_card_files() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("p.db").display());
+    let personas = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("../../personas");
+    let up = run(vitte(dir.path())
+        .env("DATABASE_URL", &url)
+        .args(["migrate", "up"]));
+    assert!(up.status.success(), "{}", text(&up));
+    let out = run(vitte(dir.path())
+        .env("DATABASE_URL", &url)
+        .args(["persona", "import"])
+        .arg(personas.join("mira.json"))
+        .arg(personas.join("vera.png")));
+    assert!(out.status.success(), "{}", text(&out));
+    assert!(
+        stdout(&out).contains("imported Mira as /start mira"),
+        "{}",
+        text(&out)
+    );
+    assert!(stdout(&out).contains("/start vera"), "{}", text(&out));
+
+    let junk = dir.path().join("junk.json");
+    std::fs::write(&junk, "{\"not\": \"a card\"}").expect("write");
+    let bad = run(vitte(dir.path())
+        .env("DATABASE_URL", &url)
+        .args(["persona", "import"])
+        .arg(&junk));
+    assert_eq!(bad.status.code(), Some(1), "{}", text(&bad));
+    assert!(text(&bad).contains("junk.json"), "{}", text(&bad));
+}
+
+#[test]
 fn help_explains_every_subcommand() {
     let dir = tempfile::tempdir().expect("tempdir");
     let out = run(vitte(dir.path()).arg("--help"));

@@ -29,9 +29,18 @@ pub async fn run(mut settings: Settings, page_listen: SocketAddr) -> anyhow::Res
     let telegram = telegram
         .spawn(page)
         .context("cannot start the Telegram stand-in")?;
-    let model = llm::LlmStandIn::new(llm::Config::default())
-        .spawn(TcpListener::bind("127.0.0.1:0").await?)
-        .context("cannot start the LLM stand-in")?;
+    // A model that takes its time, as real ones do, so "typing…" and the
+    // reply being written progressively can be seen.
+    let model = llm::LlmStandIn::new(llm::Config {
+        behaviour: llm::Behaviour {
+            first_token_ms: 700,
+            per_token_ms: 30,
+            ..llm::Behaviour::default()
+        },
+        ..llm::Config::default()
+    })
+    .spawn(TcpListener::bind("127.0.0.1:0").await?)
+    .context("cannot start the LLM stand-in")?;
 
     let listener = TcpListener::bind(settings.listen)
         .await
