@@ -5,12 +5,16 @@
 //! Methods that write take `now` from the caller's [`Clock`](crate::Clock) so
 //! that stores never read the wall clock themselves.
 
+mod cache;
 mod error;
+mod limits;
 mod pool;
 mod schema;
 mod store;
 
+pub use cache::{Cache, CacheError};
 pub use error::{BoxError, StoreError};
+pub use limits::{LimitError, Quota, RateDecision, RateLimiter};
 pub use pool::PoolSettings;
 pub use schema::{DownTarget, MigrationInfo, SchemaControl, SchemaStatus};
 pub use store::{
