@@ -5,7 +5,7 @@ use std::sync::Arc;
 use tokio::sync::{Notify, mpsc};
 use vitte_domain::Clock;
 use vitte_domain::ids::DialogId;
-use vitte_domain::ports::Store;
+use vitte_domain::ports::{Quota, RateLimiter, Store};
 
 use crate::i18n::Texts;
 use crate::telegram::Telegram;
@@ -37,4 +37,19 @@ pub struct BotContext {
     pub replies: mpsc::UnboundedSender<ReplyJob>,
     /// Wakes the inbox processor when the webhook stored an update.
     pub inbox_signal: Arc<Notify>,
+    /// Per-user limits, shared by every process when Redis is configured.
+    pub limiter: Arc<dyn RateLimiter>,
+    /// The quotas it enforces.
+    pub quotas: Quotas,
+}
+
+/// How often users may do things.
+#[derive(Debug, Clone)]
+pub struct Quotas {
+    /// Chat messages on the free plan.
+    pub free: Vec<Quota>,
+    /// Chat messages with a subscription.
+    pub premium: Vec<Quota>,
+    /// Button presses.
+    pub buttons: Vec<Quota>,
 }

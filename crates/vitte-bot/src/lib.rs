@@ -55,6 +55,12 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
         texts,
         replies,
         inbox_signal: signal.clone(),
+        limiter: ctx.limiter.clone(),
+        quotas: context::Quotas {
+            free: settings.rate_free.0.clone(),
+            premium: settings.rate_premium.0.clone(),
+            buttons: settings.rate_buttons.0.clone(),
+        },
     });
 
     match (

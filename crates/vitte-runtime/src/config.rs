@@ -13,7 +13,7 @@ use std::time::Duration;
 use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
-use vitte_domain::ports::PoolSettings;
+use vitte_domain::ports::{PoolSettings, Quota};
 
 /// A configuration value is missing or wrong.
 #[derive(Debug, thiserror::Error)]
@@ -192,6 +192,42 @@ impl ModelList {
     }
 }
 
+/// Rate quotas such as `10/1m,100/1h`: at most 10 a minute and 100 an hour.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct QuotaList(pub Vec<Quota>);
+
+impl QuotaList {
+    fn parse(s: &str) -> Result<Self, String> {
+        let mut quotas = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (count, period) = part
+                .split_once('/')
+                .ok_or_else(|| format!("{part:?}: expected COUNT/PERIOD such as 10/1m"))?;
+            let count: u32 = count
+                .trim()
+                .parse()
+                .map_err(|_| format!("{part:?}: the count must be a whole number"))?;
+            let period = parse_duration(period.trim())?;
+            if count == 0 || period.is_zero() {
+                return Err(format!("{part:?}: count and period must be positive"));
+            }
+            quotas.push(Quota { count, period });
+        }
+        Ok(Self(quotas))
+    }
+}
+
+impl fmt::Display for QuotaList {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|q| format!("{}/{}", q.count, humantime::format_duration(q.period)))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Every setting of every role. Roles read what they need; `config check`
 /// prints all of it with secrets redacted.
 #[derive(Debug, Clone, Args)]
@@ -279,6 +315,21 @@ pub struct Settings {
           value_name = "VITTE_REPLY_STREAMING", default_value_t = true,
           action = clap::ArgAction::Set)]
     pub reply_streaming: bool,
+
+    /// Chat messages a user on the free plan may send (empty: unlimited).
+    #[arg(long, env = "VITTE_RATE_FREE", global = true, value_name = "VITTE_RATE_FREE",
+          default_value = "10/1m,100/1h", value_parser = QuotaList::parse)]
+    pub rate_free: QuotaList,
+
+    /// Chat messages a subscriber may send.
+    #[arg(long, env = "VITTE_RATE_PREMIUM", global = true, value_name = "VITTE_RATE_PREMIUM",
+          default_value = "30/1m,600/1h", value_parser = QuotaList::parse)]
+    pub rate_premium: QuotaList,
+
+    /// Button presses a user may make.
+    #[arg(long, env = "VITTE_RATE_BUTTONS", global = true, value_name = "VITTE_RATE_BUTTONS",
+          default_value = "30/1m", value_parser = QuotaList::parse)]
+    pub rate_buttons: QuotaList,
 
     /// Most database connections this process opens.
     #[arg(long, env = "VITTE_DB_MAX_CONNECTIONS", global = true,
@@ -599,6 +650,19 @@ mod tests {
         let bad = vec![("DATABSE_URL".to_owned(), "x".to_owned())];
         let err = apply_defaults(Cli::command(), &bad, Path::new("f")).expect_err("typo");
         assert_eq!(err.key, "DATABSE_URL");
+    }
+
+    #[test]
+    fn quotas_parse_and_refuse_nonsense() {
+        let q = QuotaList::parse("10/1m, 100/1h").expect("quotas");
+        assert_eq!(q.0.len(), 2);
+        assert_eq!(q.0[0].count, 10);
+        assert_eq!(q.0[1].period.as_secs(), 3600);
+        assert_eq!(q.to_string(), "10/1m,100/1h");
+        assert!(QuotaList::parse("").expect("empty").0.is_empty());
+        for bad in ["10", "x/1m", "0/1m", "10/0s", "10/soon"] {
+            assert!(QuotaList::parse(bad).is_err(), "{bad}");
+        }
     }
 
     #[test]

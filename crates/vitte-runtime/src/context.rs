@@ -3,7 +3,7 @@
 use std::sync::Arc;
 
 use vitte_domain::Clock;
-use vitte_domain::ports::Store;
+use vitte_domain::ports::{RateLimiter, Store};
 
 use crate::config::Settings;
 use crate::shutdown::Shutdown;
@@ -16,6 +16,8 @@ pub struct AppContext {
     pub settings: Arc<Settings>,
     /// The storage engine chosen by `DATABASE_URL`.
     pub store: Arc<dyn Store>,
+    /// Rate limits: in-process, or shared through Redis when `REDIS_URL` is set.
+    pub limiter: Arc<dyn RateLimiter>,
     /// Source of "now".
     pub clock: Arc<dyn Clock>,
     /// Trips when the process is asked to stop.

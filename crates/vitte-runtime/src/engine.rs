@@ -3,7 +3,7 @@
 
 use std::sync::Arc;
 
-use vitte_domain::ports::{PoolSettings, Store, StoreError};
+use vitte_domain::ports::{LimitError, PoolSettings, RateLimiter, Store, StoreError};
 use vitte_store_postgres::PgStore;
 use vitte_store_sqlite::SqliteStore;
 
@@ -17,6 +17,17 @@ pub async fn open_store(
     Ok(match url {
         DatabaseUrl::Sqlite(s) => Arc::new(SqliteStore::open(s, pool).await?),
         DatabaseUrl::Postgres(s) => Arc::new(PgStore::connect(s, pool).await?),
+    })
+}
+
+/// The rate limiter: shared through Redis when `REDIS_URL` is set, so every
+/// process counts against the same quotas; in-process otherwise.
+pub async fn open_limiter(
+    redis: Option<&crate::config::RedisUrl>,
+) -> Result<Arc<dyn RateLimiter>, LimitError> {
+    Ok(match redis {
+        Some(url) => Arc::new(vitte_limits::RedisLimiter::connect(url.expose()).await?),
+        None => Arc::new(vitte_limits::MemoryLimiter::new()),
     })
 }
 

@@ -89,7 +89,11 @@ impl World {
     }
 
     fn start_with(&self, webhook: bool) -> Server {
-        let server = Server::start(&mut self.command_with(webhook));
+        self.start_command(&mut self.command_with(webhook))
+    }
+
+    fn start_command(&self, command: &mut std::process::Command) -> Server {
+        let server = Server::start(command);
         if let Ok(mut logs) = self.logs.lock() {
             *logs = Some(server.logs.clone());
         }
@@ -586,5 +590,58 @@ async fn without_a_webhook_the_bot_long_polls_with_the_same_guarantees() {
             .await;
         seen = log.len();
     }
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn over_the_limit_messages_never_reach_the_model_and_the_user_is_told_once() {
+    let world = World::new().await;
+    let server = world.start_command(world.command_with(true).env("VITTE_RATE_FREE", "3/1m"));
+    let user = 1008;
+    let seen = world.onboard(user).await;
+    let asked = world.llm.stats().requests;
+    for i in 1..=6 {
+        world.say(user, &format!("flood {i}"));
+    }
+    let log = world
+        .wait_until(user, "the limit notice and the replies", |m| {
+            let t = texts(&m[seen.min(m.len())..]).join("\n");
+            t.contains("write again") && t.contains("\"flood 3\"")
+        })
+        .await;
+    // Let anything that would wrongly follow arrive.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let all = world
+        .tg
+        .chat_log(user, 0, false, Duration::ZERO)
+        .await
+        .messages;
+    let after = texts(&all[seen..]).join("\n");
+    assert_eq!(
+        after.matches("write again").count(),
+        1,
+        "told more than once: {after}"
+    );
+    for i in 4..=6 {
+        assert!(
+            !after.contains(&format!("\"flood {i}\"")),
+            "message {i} over the limit was answered"
+        );
+    }
+    let prompts: Vec<String> = world
+        .llm
+        .stats()
+        .recent
+        .iter()
+        .skip(asked as usize)
+        .map(|r| r.request.to_string())
+        .collect();
+    for i in 4..=6 {
+        assert!(
+            !prompts.iter().any(|p| p.contains(&format!("flood {i}"))),
+            "message {i} reached the model"
+        );
+    }
+    assert!(all.len() >= log.len());
     assert_eq!(server.terminate().code(), Some(0));
 }

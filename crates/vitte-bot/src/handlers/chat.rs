@@ -5,8 +5,11 @@
 use vitte_domain::ids::UpdateId;
 use vitte_domain::model::{MessageState, NewMessage, Role};
 
+use vitte_domain::services::escape_html;
+
 use super::{Caller, HandleError, start};
 use crate::context::{BotContext, ReplyJob};
+use crate::middlewares::limits::{self, Verdict};
 
 /// Longest message we keep; Telegram's own limit is 4096 characters.
 const MAX_TEXT_CHARS: usize = 4096;
@@ -26,6 +29,27 @@ pub(super) async fn on_text(
         return start::show_personas(ctx, &caller, "chat.no_persona").await;
     };
     let now = ctx.clock.now();
+    let subscribed = ctx
+        .store
+        .active_subscription(caller.user.id, now)
+        .await?
+        .is_some();
+    match limits::message(ctx, &caller.user, subscribed).await {
+        Verdict::Allowed => {}
+        Verdict::Silent => return Ok(()),
+        Verdict::Tell(wait) => {
+            let text = ctx.texts.get(
+                caller.lang,
+                "limit.slow_down",
+                &[
+                    ("name", &escape_html(&persona.card.name)),
+                    ("wait", &limits::human_wait(wait)),
+                ],
+            );
+            ctx.telegram.send_html(caller.chat, &text, None).await?;
+            return Ok(());
+        }
+    }
     let dialog = ctx
         .store
         .open_dialog(caller.user.id, persona.id, now)

@@ -69,6 +69,11 @@ pub async fn handle(
                 return Ok(());
             };
             let caller = caller(ctx, &profile, message.chat.id.0).await?;
+            if crate::middlewares::limits::button(ctx, &caller.user).await
+                != crate::middlewares::limits::Verdict::Allowed
+            {
+                return Ok(());
+            }
             start::on_callback(ctx, caller, callback).await
         }
         _ => Ok(()),

@@ -2,4 +2,5 @@
 //! handlers, where they are visible.
 
 pub mod access;
+pub mod limits;
 pub mod terms_gate;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use vitte_domain::SystemClock;
-use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_store};
+use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_limiter, open_store};
 use vitte_runtime::{AppContext, ConfigError, RoleParts, Settings, Shutdown, run_roles};
 
 /// A role this process runs.
@@ -69,9 +69,13 @@ pub async fn serve(
             tracing::info!(seeded, "example personas imported into an empty store");
         }
     }
+    let limiter = open_limiter(settings.redis_url.as_ref())
+        .await
+        .context("cannot reach the rate limiter at REDIS_URL")?;
     let ctx = AppContext {
         settings: Arc::new(settings),
         store,
+        limiter,
         clock: Arc::new(SystemClock),
         shutdown: Shutdown::new(),
     };
