@@ -31,6 +31,31 @@ pub async fn open_limiter(
     })
 }
 
+/// Puts the cache in front of the store for the hot reads of the chat path.
+/// With Redis, every process shares it (and its invalidations); without
+/// Redis only the embedded SQLite store, which one process owns, gets an
+/// in-process cache — several processes on PostgreSQL with private caches
+/// would serve each other's stale rows.
+pub async fn with_cache(
+    store: Arc<dyn Store>,
+    url: &DatabaseUrl,
+    redis: Option<&crate::config::RedisUrl>,
+) -> Result<Arc<dyn Store>, vitte_cache::RedisCacheError> {
+    let cache: Arc<dyn vitte_domain::ports::Cache> = match (redis, url) {
+        (Some(redis), _) => Arc::new(vitte_cache::RedisCache::open(
+            redis.expose(),
+            vitte_cache::RedisSettings::default(),
+        )?),
+        (None, DatabaseUrl::Sqlite(_)) => Arc::new(vitte_cache::MemoryCache::default()),
+        (None, DatabaseUrl::Postgres(_)) => return Ok(store),
+    };
+    Ok(Arc::new(vitte_cache::CachedStore::new(
+        store,
+        cache,
+        vitte_cache::CachePolicy::default(),
+    )))
+}
+
 /// What a role does about a schema that is not current.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum SchemaPolicy {

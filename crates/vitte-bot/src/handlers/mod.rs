@@ -85,9 +85,31 @@ async fn caller(
     profile: &vitte_domain::model::TelegramProfile,
     chat: i64,
 ) -> Result<Caller, StoreError> {
-    let user = ctx.store.upsert_user(profile, ctx.clock.now()).await?;
+    let now = ctx.clock.now();
+    // The user row is read from the cache on the hot path; it is written only
+    // when something changed, so most messages cost no user write at all.
+    let known = ctx.store.user_by_telegram_id(profile.telegram_id).await?;
+    let user = match known {
+        Some(user) if !needs_refresh(&user, profile, now) => user,
+        _ => ctx.store.upsert_user(profile, now).await?,
+    };
     let lang = Lang::from_code(user.language.as_deref());
     Ok(Caller { user, lang, chat })
+}
+
+/// `last_seen` is kept to the hour; names and the blocked flag exactly.
+const LAST_SEEN_PRECISION: chrono::TimeDelta = chrono::TimeDelta::hours(1);
+
+fn needs_refresh(
+    user: &User,
+    profile: &vitte_domain::model::TelegramProfile,
+    now: chrono::DateTime<chrono::Utc>,
+) -> bool {
+    user.blocked_bot
+        || user.first_name != profile.first_name
+        || user.last_name != profile.last_name
+        || user.username != profile.username
+        || now - user.last_seen >= LAST_SEEN_PRECISION
 }
 
 async fn on_message(ctx: &BotContext, id: UpdateId, m: &Message) -> Result<(), HandleError> {

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use anyhow::Context;
 use vitte_domain::SystemClock;
-use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_limiter, open_store};
+use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_limiter, open_store, with_cache};
 use vitte_runtime::{AppContext, ConfigError, RoleParts, Settings, Shutdown, run_roles};
 
 /// A role this process runs.
@@ -69,6 +69,9 @@ pub async fn serve(
             tracing::info!(seeded, "example personas imported into an empty store");
         }
     }
+    let store = with_cache(store, &settings.database_url, settings.redis_url.as_ref())
+        .await
+        .context("REDIS_URL")?;
     let limiter = open_limiter(settings.redis_url.as_ref())
         .await
         .context("cannot reach the rate limiter at REDIS_URL")?;

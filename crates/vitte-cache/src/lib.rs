@@ -1,0 +1,30 @@
+//! Caching for Vitte: two engines of the [`Cache`](vitte_domain::ports::Cache)
+//! port and [`CachedStore`], a decorator of the [`Store`](vitte_domain::ports::Store)
+//! that answers the reads of every chat message from the cache.
+//!
+//! - [`MemoryCache`]: in-process (moka), for the embedded single-process setup.
+//! - [`RedisCache`]: shared by every process of a scaled-out deployment; a
+//!   Redis that is down or slow costs a caller at most one short timeout and
+//!   the cache reconnects by itself.
+//! - [`CachedStore`]: cache-aside over any store, with invalidation on every
+//!   write that changes a cached value, one loader per key at a time, and a
+//!   fall-back to the store whenever the cache fails.
+//!
+//! The engine is chosen once, by the binary: `MemoryCache` when no Redis is
+//! configured, `RedisCache` otherwise.
+
+mod codec;
+mod flight;
+mod keys;
+mod memory;
+mod policy;
+mod redis_cache;
+mod stats;
+mod store;
+
+pub use keys::{Keys, SHAPE_VERSION};
+pub use memory::{MemoryCache, MemoryCapacity};
+pub use policy::CachePolicy;
+pub use redis_cache::{RedisCache, RedisCacheError, RedisSettings};
+pub use stats::CacheStats;
+pub use store::CachedStore;
