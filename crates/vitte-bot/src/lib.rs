@@ -44,6 +44,8 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
     let telegram = Arc::new(Telegram::new(
         token.expose_secret(),
         settings.telegram_api_url.clone(),
+        ctx.limiter.clone(),
+        ctx.clock.clone(),
     ));
     let llm = responder::llm_from_settings(settings)?;
     let (replies, jobs) = mpsc::unbounded_channel();

@@ -1,12 +1,12 @@
 //! Outbound Telegram calls. Every send goes through one limiter (about 30
-//! messages a second overall, one a second per chat, as Telegram asks) and
-//! honours `retry_after` when Telegram still says "too many requests". A user
-//! who blocked the bot is reported as such so callers can mark them.
+//! messages a second overall, one a second per chat and twenty a minute per
+//! group, as Telegram asks) and honours `retry_after` when Telegram still
+//! says "too many requests". The limiter is the shared one when Redis is
+//! configured, so the budget holds across every bot process. A user who
+//! blocked the bot is reported as such so callers can mark them.
 
-use std::num::NonZeroU32;
 use std::time::Duration;
 
-use governor::{DefaultDirectRateLimiter, DefaultKeyedRateLimiter, Quota, RateLimiter};
 use teloxide_core::Bot;
 use teloxide_core::errors::{ApiError, RequestError};
 use teloxide_core::payloads::{EditMessageTextSetters, SendMessageSetters, SendPhotoSetters};
@@ -15,6 +15,8 @@ use teloxide_core::types::{
     BotCommand, CallbackQueryId, ChatAction, ChatId, InlineKeyboardMarkup, InputFile, MessageId,
     ParseMode,
 };
+use vitte_domain::Clock;
+use vitte_domain::ports::{Quota, RateDecision, RateLimiter};
 
 /// Why a Telegram call did not go through.
 #[derive(Debug, thiserror::Error)]
@@ -36,11 +38,27 @@ pub enum SendError {
 /// How many times a "retry after" answer is waited out before giving up.
 const MAX_RETRY_AFTER: u32 = 5;
 
+/// Telegram's broadcast limit: about 30 messages a second overall.
+const GLOBAL: Quota = Quota {
+    count: 30,
+    period: Duration::from_secs(1),
+};
+/// About one message a second in a private chat, with a short burst.
+const PER_CHAT: Quota = Quota {
+    count: 3,
+    period: Duration::from_secs(3),
+};
+/// Twenty messages a minute in a group.
+const PER_GROUP: Quota = Quota {
+    count: 20,
+    period: Duration::from_secs(60),
+};
+
 /// The bot's outbound side.
 pub struct Telegram {
     bot: Bot,
-    global: DefaultDirectRateLimiter,
-    per_chat: DefaultKeyedRateLimiter<i64>,
+    limiter: std::sync::Arc<dyn RateLimiter>,
+    clock: std::sync::Arc<dyn Clock>,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -51,21 +69,49 @@ impl std::fmt::Debug for Telegram {
 }
 
 impl Telegram {
-    /// A client for the bot with `token`, calling `{api_url}/bot{token}/{method}`.
-    pub fn new(token: &str, api_url: url::Url) -> Self {
+    /// A client for the bot with `token`, calling `{api_url}/bot{token}/{method}`,
+    /// with its send budget kept in `limiter`.
+    pub fn new(
+        token: &str,
+        api_url: url::Url,
+        limiter: std::sync::Arc<dyn RateLimiter>,
+        clock: std::sync::Arc<dyn Clock>,
+    ) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
             .timeout(Duration::from_secs(70))
             .build()
             .unwrap_or_default();
         let bot = Bot::with_client(token, client).set_api_url(api_url);
-        let per_second = |n: u32| Quota::per_second(NonZeroU32::new(n).unwrap_or(NonZeroU32::MIN));
         Self {
             bot,
-            global: RateLimiter::direct(per_second(30)),
-            per_chat: RateLimiter::keyed(
-                per_second(1).allow_burst(NonZeroU32::new(3).unwrap_or(NonZeroU32::MIN)),
-            ),
+            limiter,
+            clock,
+        }
+    }
+
+    /// Waits until the budget allows one more message to `chat`. A limiter
+    /// that cannot be reached does not hold sends back: Telegram's own
+    /// "retry after" answers still pace them.
+    async fn budget(&self, chat: i64) {
+        let (key, quota) = if chat < 0 {
+            (format!("tg:group:{chat}"), PER_GROUP)
+        } else {
+            (format!("tg:chat:{chat}"), PER_CHAT)
+        };
+        for (key, quota) in [(key, quota), ("tg:global".to_owned(), GLOBAL)] {
+            loop {
+                match self.limiter.acquire(&key, &[quota], self.clock.now()).await {
+                    Ok(RateDecision::Allowed) => break,
+                    Ok(RateDecision::Limited { retry_after }) => {
+                        tokio::time::sleep(retry_after).await
+                    }
+                    Err(e) => {
+                        tracing::debug!(error = %e, "send budget unavailable; sending anyway");
+                        break;
+                    }
+                }
+            }
         }
     }
 
@@ -82,8 +128,7 @@ impl Telegram {
         let mut waits = 0;
         loop {
             if let Some(chat) = chat {
-                self.per_chat.until_key_ready(&chat).await;
-                self.global.until_ready().await;
+                self.budget(chat).await;
             }
             match f().await {
                 Ok(v) => return Ok(v),
