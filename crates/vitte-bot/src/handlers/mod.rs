@@ -74,7 +74,8 @@ pub async fn handle(
             {
                 return Ok(());
             }
-            start::on_callback(ctx, caller, callback).await
+            let user = caller.user.id;
+            settle(ctx, user, start::on_callback(ctx, caller, callback).await).await
         }
         _ => Ok(()),
     }
@@ -112,11 +113,37 @@ fn needs_refresh(
         || now - user.last_seen >= LAST_SEEN_PRECISION
 }
 
+/// A person who blocked the bot cannot be answered: the update is done, and
+/// the flag keeps broadcasts and reminders away until they write again.
+async fn settle(
+    ctx: &BotContext,
+    user: vitte_domain::ids::UserId,
+    result: Result<(), HandleError>,
+) -> Result<(), HandleError> {
+    match result {
+        Err(HandleError::Send(SendError::Blocked)) => {
+            ctx.store.set_blocked_bot(user, true).await?;
+            Ok(())
+        }
+        other => other,
+    }
+}
+
 async fn on_message(ctx: &BotContext, id: UpdateId, m: &Message) -> Result<(), HandleError> {
     let Some(profile) = access::admit(m.from.as_ref(), &m.chat) else {
         return Ok(());
     };
     let caller = caller(ctx, &profile, m.chat.id.0).await?;
+    let user = caller.user.id;
+    settle(ctx, user, route_message(ctx, caller, id, m).await).await
+}
+
+async fn route_message(
+    ctx: &BotContext,
+    caller: Caller,
+    id: UpdateId,
+    m: &Message,
+) -> Result<(), HandleError> {
     let Some(text) = m.text() else {
         let reply = ctx.texts.get(caller.lang, "chat.text_only", &[]);
         ctx.telegram.send_html(caller.chat, &reply, None).await?;
