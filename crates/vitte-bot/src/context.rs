@@ -6,6 +6,7 @@ use tokio::sync::{Notify, mpsc};
 use vitte_domain::Clock;
 use vitte_domain::ids::DialogId;
 use vitte_domain::ports::{Quota, RateLimiter, Store};
+use vitte_domain::services::SpendService;
 
 use crate::i18n::Texts;
 use crate::telegram::Telegram;
@@ -41,6 +42,23 @@ pub struct BotContext {
     pub limiter: Arc<dyn RateLimiter>,
     /// The quotas it enforces.
     pub quotas: Quotas,
+    /// Daily budgets of model spend.
+    pub spend: SpendLimits,
+}
+
+/// How much the model may be used per UTC day, so one abuser (or a bug)
+/// cannot run up the bill.
+#[derive(Debug, Clone)]
+pub struct SpendLimits {
+    /// Prices replies.
+    pub service: SpendService,
+    /// Tokens a user on the free plan may spend a day.
+    pub free_tokens: u64,
+    /// Tokens a subscriber may spend a day.
+    pub premium_tokens: u64,
+    /// What all replies of a day may cost, in micro-dollars, before the free
+    /// tier is paused.
+    pub daily_cap: u64,
 }
 
 /// How often users may do things.

@@ -63,6 +63,15 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
             premium: settings.rate_premium.0.clone(),
             buttons: settings.rate_buttons.0.clone(),
         },
+        spend: context::SpendLimits {
+            service: vitte_domain::services::SpendService::new(
+                settings.model_prices.0.iter().cloned(),
+                settings.default_model_price,
+            ),
+            free_tokens: settings.daily_tokens_free,
+            premium_tokens: settings.daily_tokens_premium,
+            daily_cap: settings.daily_spend_cap,
+        },
     });
 
     match (

@@ -6,21 +6,24 @@
 //! reply. A recovery sweep finds pending messages whose reply never came (a
 //! crash, a lost wake-up) and starts them again. When the model cannot
 //! answer, the messages are marked failed, the person is told, and `/retry`
-//! brings them back.
+//! brings them back. The same happens when the day's budget is spent: the
+//! person's own token allowance, or (for the free tier) the global cap on
+//! what the day's replies cost.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use chrono::TimeDelta;
+use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
-use vitte_domain::ids::DialogId;
+use vitte_domain::ids::{DialogId, UserId};
 use vitte_domain::model::{MessageState, NewMessage, Role};
 use vitte_domain::services::{
     IntimacyDecision, IntimacyInput, IntimacyService, LevelUp, PromptBudget, PromptBuilder,
-    PromptRole, SafetyService, SafetyVerdict, escape_html, format_reply, shape_reply,
+    PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, escape_html,
+    format_reply, format_usd, shape_reply, start_of_day,
 };
 use vitte_llm::{
     ChatMessage, ChatRequest, LlmPolicy, LlmService, ModelChain, OpenAiCompatible, OpenAiConfig,
@@ -52,6 +55,11 @@ const FIRST_SHOW_CHARS: usize = 40;
 const EDIT_EVERY: Duration = Duration::from_millis(1500);
 /// "typing…" fades after about five seconds; it is renewed before that.
 const TYPING_EVERY: Duration = Duration::from_millis(4500);
+/// Everyone's spend of the day is re-read this often, not on every message;
+/// the cap may be overshot by what is spent meanwhile.
+const GLOBAL_SPEND_TTL: TimeDelta = TimeDelta::seconds(30);
+/// The spend-cap alert is logged at most this often.
+const CAP_ALERT_EVERY: TimeDelta = TimeDelta::minutes(1);
 
 /// Builds the LLM service the settings describe.
 pub fn llm_from_settings(settings: &Settings) -> Result<Arc<LlmService>, ConfigError> {
@@ -90,6 +98,20 @@ pub struct Responder {
     progressive: bool,
     /// Asks for the dialog's summary to be refreshed.
     summaries: mpsc::UnboundedSender<crate::memory::SummaryJob>,
+    /// Everyone's spend of the day, as last read.
+    global_spend: Mutex<Option<GlobalSpend>>,
+    /// When the spend-cap alert was last logged.
+    cap_alerted: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// What all replies of a day cost, read at `read_at`.
+#[derive(Debug, Clone, Copy)]
+struct GlobalSpend {
+    /// Start of the day it covers.
+    day: DateTime<Utc>,
+    read_at: DateTime<Utc>,
+    /// Micro-dollars.
+    cost: u64,
 }
 
 impl Responder {
@@ -112,6 +134,8 @@ impl Responder {
             tasks: TaskTracker::new(),
             progressive,
             summaries,
+            global_spend: Mutex::new(None),
+            cap_alerted: Mutex::new(None),
         })
     }
 
@@ -224,12 +248,43 @@ impl Responder {
             match outcome {
                 Ok(true) => continue,
                 Ok(false) => return,
+                Err(ReplyError::Send(SendError::Blocked)) => {
+                    // Nobody to answer: stop retrying, and keep broadcasts
+                    // away until the person writes again.
+                    if let Err(e) = self.give_up_blocked(job).await {
+                        tracing::warn!(error = %e, "cannot record that the user blocked the bot");
+                    }
+                    return;
+                }
                 Err(e) => {
                     tracing::warn!(error = %e, "reply failed; recovery will retry");
                     return;
                 }
             }
         }
+    }
+
+    /// The person blocked the bot: their pending messages are dropped (they
+    /// cannot be answered) and the user is flagged.
+    async fn give_up_blocked(&self, job: ReplyJob) -> Result<(), vitte_domain::ports::StoreError> {
+        let store = &self.ctx.store;
+        let pending: Vec<_> = store
+            .pending_messages(job.dialog)
+            .await?
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        store
+            .set_message_state(&pending, MessageState::Dropped)
+            .await?;
+        if let Some(dialog) = store.dialog(job.dialog).await? {
+            store.set_blocked_bot(dialog.user_id, true).await?;
+        }
+        tracing::info!(
+            dialog = job.dialog.0,
+            "user blocked the bot; pending messages dropped"
+        );
+        Ok(())
     }
 
     /// One reply to everything pending; `Ok(false)` when nothing was pending.
@@ -265,6 +320,25 @@ impl Responder {
                 "input refused by the safety rules"
             );
             store.set_message_state(&ids, MessageState::Dropped).await?;
+            let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
+            self.ctx.telegram.send_html(job.chat, &text, None).await?;
+            return Ok(true);
+        }
+
+        // Past the day's budget the model is not asked; the messages wait,
+        // failed, for `/retry` after the reset.
+        let notice = match self.spend_check(user.id, self.ctx.clock.now()).await? {
+            SpendDecision::Allow => None,
+            SpendDecision::UserBudgetSpent => Some("limit.daily"),
+            SpendDecision::GlobalCapReached => Some("limit.spend_cap"),
+        };
+        if let Some(key) = notice {
+            tracing::info!(
+                user = user.id.0,
+                notice = key,
+                "daily budget spent; messages marked failed"
+            );
+            store.set_message_state(&ids, MessageState::Failed).await?;
             let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
             return Ok(true);
@@ -388,6 +462,75 @@ impl Responder {
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
         }
         Ok(true)
+    }
+
+    /// Whether the day's budgets allow one more reply to `user`: their own
+    /// tokens of the UTC day against their plan's allowance, and what
+    /// everyone's replies cost against the global cap.
+    async fn spend_check(
+        &self,
+        user: UserId,
+        now: DateTime<Utc>,
+    ) -> Result<SpendDecision, vitte_domain::ports::StoreError> {
+        let store = &self.ctx.store;
+        let limits = &self.ctx.spend;
+        let day = start_of_day(now);
+        let subscribed = store.active_subscription(user, now).await?.is_some();
+        let allowance = if subscribed {
+            limits.premium_tokens
+        } else {
+            limits.free_tokens
+        };
+        let spent = SpendService::tokens(&store.usage_since(Some(user), day).await?);
+        let global = self.global_cost(day, now).await?;
+        let decision = SpendService::decide(spent, allowance, global, limits.daily_cap, subscribed);
+        if decision == SpendDecision::GlobalCapReached {
+            self.alert_cap(global, now);
+        }
+        Ok(decision)
+    }
+
+    /// What all replies of the day starting at `day` cost, in micro-dollars;
+    /// read from the store at most every `GLOBAL_SPEND_TTL`.
+    async fn global_cost(
+        &self,
+        day: DateTime<Utc>,
+        now: DateTime<Utc>,
+    ) -> Result<u64, vitte_domain::ports::StoreError> {
+        let cached = *self.global_spend.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(c) = cached
+            && c.day == day
+            && c.read_at <= now
+            && now - c.read_at < GLOBAL_SPEND_TTL
+        {
+            return Ok(c.cost);
+        }
+        let usage = self.ctx.store.usage_since(None, day).await?;
+        let cost = self.ctx.spend.service.cost(&usage);
+        *self.global_spend.lock().unwrap_or_else(|e| e.into_inner()) = Some(GlobalSpend {
+            day,
+            read_at: now,
+            cost,
+        });
+        Ok(cost)
+    }
+
+    /// Logs that the cap stopped the free tier: the operators' alert. Once a
+    /// minute at most, however many messages it stops.
+    fn alert_cap(&self, cost: u64, now: DateTime<Utc>) {
+        let mut last = self.cap_alerted.lock().unwrap_or_else(|e| e.into_inner());
+        if last.is_some_and(|t| t <= now && now - t < CAP_ALERT_EVERY) {
+            return;
+        }
+        *last = Some(now);
+        let cap = self.ctx.spend.daily_cap;
+        tracing::error!(
+            spent_usd = %format_usd(cost),
+            cap_usd = %format_usd(cap),
+            spent_micros = cost,
+            cap_micros = cap,
+            "daily LLM spend cap reached"
+        );
     }
 
     /// How the pending messages move the relationship: each message is

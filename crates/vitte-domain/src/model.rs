@@ -222,6 +222,18 @@ pub struct TokenUsage {
     pub completion_tokens: i32,
 }
 
+/// Tokens spent with one model over a period, summed; what spend caps are
+/// computed from.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ModelUsage {
+    /// The model that produced the replies; prices are per model.
+    pub model: String,
+    /// Prompt tokens, summed.
+    pub prompt_tokens: i64,
+    /// Completion tokens, summed (usually priced higher than prompt tokens).
+    pub completion_tokens: i64,
+}
+
 /// A message to store.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct NewMessage {

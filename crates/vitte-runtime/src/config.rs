@@ -14,6 +14,7 @@ use clap::{Args, ValueEnum};
 use secrecy::SecretString;
 use url::Url;
 use vitte_domain::ports::{PoolSettings, Quota};
+use vitte_domain::services::{MICROS_PER_USD, ModelPrice, format_usd};
 
 /// A configuration value is missing or wrong.
 #[derive(Debug, thiserror::Error)]
@@ -228,6 +229,78 @@ impl fmt::Display for QuotaList {
     }
 }
 
+/// Dollars such as `50` or `12.50` as integer micro-dollars (at most six
+/// decimals: a micro-dollar is the smallest unit money is kept in).
+fn parse_usd(s: &str) -> Result<u64, String> {
+    const EXPECTED: &str = "expected dollars such as 50 or 12.50";
+    let s = s.trim();
+    let (whole, fraction) = s.split_once('.').unwrap_or((s, ""));
+    let digits = |d: &str| d.bytes().all(|b| b.is_ascii_digit());
+    if whole.is_empty() || !digits(whole) || !digits(fraction) {
+        return Err(format!("{s:?}: {EXPECTED}"));
+    }
+    if fraction.len() > 6 {
+        return Err(format!("{s:?}: at most 6 decimals (a micro-dollar)"));
+    }
+    let too_big = || format!("{s:?}: too large");
+    let whole: u64 = whole.parse().map_err(|_| too_big())?;
+    // Right-pad to micro-dollars: "5" is 500000.
+    let fraction: u64 = format!("{fraction:0<6}").parse().map_err(|_| too_big())?;
+    whole
+        .checked_mul(MICROS_PER_USD)
+        .and_then(|w| w.checked_add(fraction))
+        .ok_or_else(too_big)
+}
+
+/// `PROMPT/COMPLETION` in dollars per million tokens, such as `0.30/1.20`.
+fn parse_price(s: &str) -> Result<ModelPrice, String> {
+    let (prompt, completion) = s
+        .split_once('/')
+        .ok_or_else(|| format!("{s:?}: expected PROMPT/COMPLETION dollars per million tokens"))?;
+    Ok(ModelPrice {
+        prompt: parse_usd(prompt)?,
+        completion: parse_usd(completion)?,
+    })
+}
+
+/// A price as it is written in settings.
+fn price_text(p: ModelPrice) -> String {
+    format!("{}/{}", format_usd(p.prompt), format_usd(p.completion))
+}
+
+/// Prices of models, parsed from `model=PROMPT/COMPLETION,...` in dollars
+/// per million tokens (model names may contain `/`; they end at the `=`).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ModelPrices(pub Vec<(String, ModelPrice)>);
+
+impl ModelPrices {
+    fn parse(s: &str) -> Result<Self, String> {
+        let mut prices = Vec::new();
+        for part in s.split(',').map(str::trim).filter(|p| !p.is_empty()) {
+            let (model, price) = part
+                .rsplit_once('=')
+                .ok_or_else(|| format!("{part:?}: expected MODEL=PROMPT/COMPLETION"))?;
+            let model = model.trim();
+            if model.is_empty() {
+                return Err(format!("{part:?}: the model name is missing"));
+            }
+            prices.push((model.to_owned(), parse_price(price.trim())?));
+        }
+        Ok(Self(prices))
+    }
+}
+
+impl fmt::Display for ModelPrices {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let parts: Vec<String> = self
+            .0
+            .iter()
+            .map(|(model, price)| format!("{model}={}", price_text(*price)))
+            .collect();
+        f.write_str(&parts.join(","))
+    }
+}
+
 /// Every setting of every role. Roles read what they need; `config check`
 /// prints all of it with secrets redacted.
 #[derive(Debug, Clone, Args)]
@@ -330,6 +403,48 @@ pub struct Settings {
     #[arg(long, env = "VITTE_RATE_BUTTONS", global = true, value_name = "VITTE_RATE_BUTTONS",
           default_value = "30/1m", value_parser = QuotaList::parse)]
     pub rate_buttons: QuotaList,
+
+    /// Tokens (prompt and completion) a user on the free plan may spend on
+    /// replies per UTC day; the reply that crosses it is still given.
+    #[arg(
+        long,
+        env = "VITTE_DAILY_TOKENS_FREE",
+        global = true,
+        value_name = "VITTE_DAILY_TOKENS_FREE",
+        default_value_t = 60_000
+    )]
+    pub daily_tokens_free: u64,
+
+    /// Tokens a subscriber may spend on replies per UTC day.
+    #[arg(
+        long,
+        env = "VITTE_DAILY_TOKENS_PREMIUM",
+        global = true,
+        value_name = "VITTE_DAILY_TOKENS_PREMIUM",
+        default_value_t = 600_000
+    )]
+    pub daily_tokens_premium: u64,
+
+    /// What all replies of a UTC day may cost, in dollars (`50`, `12.50`);
+    /// past it the free tier waits for the next day and subscribers go on.
+    /// Held as integer micro-dollars.
+    #[arg(long = "daily-spend-cap-usd", env = "VITTE_DAILY_SPEND_CAP_USD", global = true,
+          value_name = "VITTE_DAILY_SPEND_CAP_USD", default_value = "50",
+          value_parser = parse_usd)]
+    pub daily_spend_cap: u64,
+
+    /// Prices of models as `model=PROMPT/COMPLETION,...`, in dollars per
+    /// million tokens (e.g. `deepseek/deepseek-chat=0.27/1.10`).
+    #[arg(long, env = "VITTE_MODEL_PRICES", global = true, value_name = "VITTE_MODEL_PRICES",
+          default_value = "", value_parser = ModelPrices::parse)]
+    pub model_prices: ModelPrices,
+
+    /// Price of models missing from `VITTE_MODEL_PRICES`, as
+    /// `PROMPT/COMPLETION` dollars per million tokens.
+    #[arg(long, env = "VITTE_DEFAULT_MODEL_PRICE", global = true,
+          value_name = "VITTE_DEFAULT_MODEL_PRICE", default_value = "0.30/1.20",
+          value_parser = parse_price)]
+    pub default_model_price: ModelPrice,
 
     /// Most database connections this process opens.
     #[arg(long, env = "VITTE_DB_MAX_CONNECTIONS", global = true,
@@ -462,6 +577,23 @@ impl Settings {
             ("LLM_API_KEY", secret(&self.llm_api_key)),
             ("LLM_MODEL", self.llm_model.clone()),
             ("LLM_FALLBACK_MODELS", self.llm_fallback_models.0.join(",")),
+            (
+                "VITTE_DAILY_TOKENS_FREE",
+                self.daily_tokens_free.to_string(),
+            ),
+            (
+                "VITTE_DAILY_TOKENS_PREMIUM",
+                self.daily_tokens_premium.to_string(),
+            ),
+            (
+                "VITTE_DAILY_SPEND_CAP_USD",
+                format_usd(self.daily_spend_cap),
+            ),
+            ("VITTE_MODEL_PRICES", self.model_prices.to_string()),
+            (
+                "VITTE_DEFAULT_MODEL_PRICE",
+                price_text(self.default_model_price),
+            ),
             (
                 "VITTE_DB_MAX_CONNECTIONS",
                 self.db_max_connections.to_string(),
@@ -662,6 +794,104 @@ mod tests {
         assert!(QuotaList::parse("").expect("empty").0.is_empty());
         for bad in ["10", "x/1m", "0/1m", "10/0s", "10/soon"] {
             assert!(QuotaList::parse(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn dollars_parse_into_micro_dollars() {
+        assert_eq!(parse_usd("50"), Ok(50_000_000));
+        assert_eq!(parse_usd("12.50"), Ok(12_500_000));
+        assert_eq!(parse_usd("0.000001"), Ok(1));
+        assert_eq!(parse_usd("0"), Ok(0));
+        assert_eq!(parse_usd("7."), Ok(7_000_000));
+        for bad in [
+            "",
+            "-1",
+            ".5",
+            "1.2.3",
+            "$5",
+            "1e3",
+            "0.0000001",
+            "18446744073710",
+        ] {
+            assert!(parse_usd(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn spend_settings_have_defaults_and_parse() {
+        let s = parse(&[]).expect("defaults");
+        assert_eq!(s.daily_tokens_free, 60_000);
+        assert_eq!(s.daily_tokens_premium, 600_000);
+        assert_eq!(s.daily_spend_cap, 50_000_000);
+        assert!(s.model_prices.0.is_empty());
+        assert_eq!(
+            s.default_model_price,
+            ModelPrice {
+                prompt: 300_000,
+                completion: 1_200_000
+            }
+        );
+
+        let s = parse(&[
+            "--daily-tokens-free",
+            "1",
+            "--daily-spend-cap-usd",
+            "12.50",
+            "--model-prices",
+            "deepseek/deepseek-chat=0.27/1.10, openai/gpt-4o = 2.5/10",
+            "--default-model-price",
+            "1/2",
+        ])
+        .expect("parse");
+        assert_eq!(s.daily_tokens_free, 1);
+        assert_eq!(s.daily_spend_cap, 12_500_000);
+        assert_eq!(
+            s.model_prices.0,
+            [
+                (
+                    "deepseek/deepseek-chat".to_owned(),
+                    ModelPrice {
+                        prompt: 270_000,
+                        completion: 1_100_000
+                    }
+                ),
+                (
+                    "openai/gpt-4o".to_owned(),
+                    ModelPrice {
+                        prompt: 2_500_000,
+                        completion: 10_000_000
+                    }
+                ),
+            ]
+        );
+        assert_eq!(s.default_model_price.completion, 2_000_000);
+        let described: Vec<_> = s.describe();
+        let row = |key: &str| {
+            described
+                .iter()
+                .find(|(k, _)| *k == key)
+                .map(|(_, v)| v.clone())
+        };
+        assert_eq!(row("VITTE_DAILY_TOKENS_FREE").as_deref(), Some("1"));
+        assert_eq!(row("VITTE_DAILY_TOKENS_PREMIUM").as_deref(), Some("600000"));
+        assert_eq!(row("VITTE_DAILY_SPEND_CAP_USD").as_deref(), Some("12.5"));
+        assert_eq!(
+            row("VITTE_MODEL_PRICES").as_deref(),
+            Some("deepseek/deepseek-chat=0.27/1.1,openai/gpt-4o=2.5/10")
+        );
+        assert_eq!(row("VITTE_DEFAULT_MODEL_PRICE").as_deref(), Some("1/2"));
+
+        for bad in [
+            ["--daily-tokens-free", "-1"],
+            ["--daily-spend-cap-usd", "lots"],
+            ["--model-prices", "no-price"],
+            ["--model-prices", "=1/2"],
+            ["--model-prices", "m=1"],
+            ["--default-model-price", "0.30"],
+        ] {
+            let err = parse(&bad).expect_err("refused");
+            assert_eq!(err.exit_code(), 2, "{bad:?}");
         }
     }
 

@@ -19,6 +19,7 @@ pub mod messages;
 pub mod payments;
 pub mod personas;
 pub mod replies;
+pub mod spend;
 pub mod store;
 pub mod updates;
 pub mod users;
@@ -85,6 +86,11 @@ macro_rules! conformance_suite {
                 reopen_supersedes_a_successful_exchange,
                 reopen_only_the_last_exchange,
                 reopen_with_nothing_to_retry_is_empty,
+            }
+            spend {
+                no_usage_is_empty,
+                usage_sums_per_user_and_globally_by_model,
+                usage_counts_from_since_on,
             }
         }
     };

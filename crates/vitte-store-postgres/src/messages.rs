@@ -6,8 +6,8 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
-use vitte_domain::ids::{DialogId, MessageId, UpdateId};
-use vitte_domain::model::{Message, MessageState, NewMessage, Role, TokenUsage};
+use vitte_domain::ids::{DialogId, MessageId, UpdateId, UserId};
+use vitte_domain::model::{Message, MessageState, ModelUsage, NewMessage, Role, TokenUsage};
 use vitte_domain::ports::{MessageRepo, StoreError};
 
 use crate::PgStore;
@@ -346,5 +346,42 @@ impl MessageRepo for PgStore {
         .await
         .map_err(db)?;
         Ok(rows.into_iter().map(DialogId).collect())
+    }
+
+    async fn usage_since(
+        &self,
+        user: Option<UserId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ModelUsage>, StoreError> {
+        // Two statements rather than `$2 IS NULL OR ...`, so each gets the
+        // plan that suits it: a time range for everyone, the person's
+        // dialogs for one.
+        let query = match user {
+            None => sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT model, SUM(prompt_tokens)::BIGINT, SUM(completion_tokens)::BIGINT \
+                 FROM messages \
+                 WHERE model IS NOT NULL AND role = 'assistant' AND created_at >= $1 \
+                 GROUP BY model ORDER BY model",
+            )
+            .bind(since),
+            Some(user) => sqlx::query_as::<_, (String, i64, i64)>(
+                "SELECT m.model, SUM(m.prompt_tokens)::BIGINT, SUM(m.completion_tokens)::BIGINT \
+                 FROM dialogs d JOIN messages m ON m.dialog_id = d.id \
+                 WHERE d.user_id = $2 AND m.model IS NOT NULL AND m.role = 'assistant' \
+                   AND m.created_at >= $1 \
+                 GROUP BY m.model ORDER BY m.model",
+            )
+            .bind(since)
+            .bind(user.0),
+        };
+        let rows = query.fetch_all(&self.pool).await.map_err(db)?;
+        Ok(rows
+            .into_iter()
+            .map(|(model, prompt_tokens, completion_tokens)| ModelUsage {
+                model,
+                prompt_tokens,
+                completion_tokens,
+            })
+            .collect())
     }
 }

@@ -72,7 +72,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
 
     let fresh = store.status().await.expect("status");
     assert!(fresh.applied.is_empty() && fresh.unknown.is_empty());
-    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4]);
+    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4, 5]);
     assert!(!fresh.is_current());
     assert_eq!(fresh.version(), 0);
     assert!(
@@ -82,31 +82,43 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
 
     // The schema one version back, to compare a single step down against.
     assert_eq!(
-        versions(&store.up_with(&up_to(3)).await.expect("up to 3")),
-        [1, 2, 3]
+        versions(&store.up_with(&up_to(4)).await.expect("up to 4")),
+        [1, 2, 3, 4]
     );
-    let at_three = schema(&store).await;
+    let at_four = schema(&store).await;
     assert_eq!(
         versions(&store.down(DownTarget::All).await.expect("down all")),
-        [3, 2, 1]
+        [4, 3, 2, 1]
     );
 
     let applied = store.up().await.expect("up");
-    assert_eq!(versions(&applied), [1, 2, 3, 4]);
+    assert_eq!(versions(&applied), [1, 2, 3, 4, 5]);
     assert_eq!(
         applied
             .iter()
             .map(|m| m.description.as_str())
             .collect::<Vec<_>>(),
-        ["core", "billing", "broadcasts", "reply pipeline"]
+        [
+            "core",
+            "billing",
+            "broadcasts",
+            "reply pipeline",
+            "spend caps"
+        ]
     );
     let current = store.status().await.expect("status");
     assert!(current.is_current());
-    assert_eq!(current.version(), 4);
+    assert_eq!(current.version(), 5);
     assert_eq!(current.applied, applied);
     assert_eq!(store.up().await.expect("up again"), []);
     let migrated = schema(&store).await;
-    for index in ["dialogs_one_active", "messages_one_per_update"] {
+    for index in [
+        "dialogs_one_active",
+        "messages_one_per_update",
+        "messages_usage_by_time",
+        "messages_usage_by_dialog",
+        "dialogs_by_user",
+    ] {
         assert!(
             migrated
                 .iter()
@@ -121,31 +133,37 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
     );
 
     let reverted = store.down(DownTarget::All).await.expect("down all");
-    assert_eq!(versions(&reverted), [4, 3, 2, 1]);
+    assert_eq!(versions(&reverted), [5, 4, 3, 2, 1]);
     assert_eq!(tables(&store).await, ["_sqlx_migrations"]);
     let empty = store.status().await.expect("status");
     assert!(empty.applied.is_empty());
-    assert_eq!(versions(&empty.pending), [1, 2, 3, 4]);
+    assert_eq!(versions(&empty.pending), [1, 2, 3, 4, 5]);
     assert_eq!(store.down(DownTarget::All).await.expect("down again"), []);
 
-    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3, 4]);
+    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3, 4, 5]);
     assert_eq!(schema(&store).await, migrated);
 
     assert_eq!(store.down(DownTarget::Steps(0)).await.expect("down 0"), []);
     assert_eq!(
         versions(&store.down(DownTarget::Steps(1)).await.expect("down 1")),
-        [4]
+        [5]
     );
     let after_one = store.status().await.expect("status");
-    assert_eq!(after_one.version(), 3);
-    assert_eq!(versions(&after_one.pending), [4]);
+    assert_eq!(after_one.version(), 4);
+    assert_eq!(versions(&after_one.pending), [5]);
+    assert_eq!(schema(&store).await, at_four);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4]);
+
+    assert_eq!(
+        versions(&store.down(DownTarget::Steps(1)).await.expect("down 2")),
+        [4]
+    );
     assert!(
         !columns(&store, "dialogs")
             .await
             .iter()
             .any(|c| c.starts_with("reply_"))
     );
-    assert_eq!(schema(&store).await, at_three);
     assert_eq!(recorded_versions(&store).await, [1, 2, 3]);
 
     assert_eq!(
@@ -158,7 +176,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
     assert!(!left.contains(&"broadcast_deliveries".to_owned()));
     assert_eq!(recorded_versions(&store).await, [1, 2]);
 
-    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4]);
+    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4, 5]);
     assert_eq!(schema(&store).await, migrated);
 }
 
@@ -180,7 +198,7 @@ async fn messages_stored_twice_from_one_update_keep_the_oldest_link() {
     .await
     .expect("seed");
 
-    assert_eq!(versions(&store.up().await.expect("up")), [4]);
+    assert_eq!(versions(&store.up().await.expect("up")), [4, 5]);
     let rows: Vec<(String, Option<i64>)> =
         sqlx::query_as("SELECT text, update_id FROM messages ORDER BY id")
             .fetch_all(store.pool())
@@ -209,25 +227,29 @@ async fn ten_concurrent_ups_apply_each_migration_once() {
         applied.extend(versions(&result.expect("every up succeeds")));
     }
     applied.sort_unstable();
-    assert_eq!(applied, [1, 2, 3, 4], "each migration applied exactly once");
-    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4]);
+    assert_eq!(
+        applied,
+        [1, 2, 3, 4, 5],
+        "each migration applied exactly once"
+    );
+    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4, 5]);
     for store in &stores {
         assert!(store.status().await.expect("status").is_current());
     }
 }
 
-/// The real migrations plus a fifth whose script fails half-way.
-fn with_broken_fifth() -> Migrator {
+/// The real migrations plus a sixth whose script fails half-way.
+fn with_broken_sixth() -> Migrator {
     let mut migrations: Vec<Migration> = migrator().iter().cloned().collect();
     migrations.push(Migration::new(
-        5,
+        6,
         "broken".into(),
         MigrationType::ReversibleUp,
         "CREATE TABLE half_done (id INTEGER PRIMARY KEY); THIS IS NOT SQL;".into_sql_str(),
         false,
     ));
     migrations.push(Migration::new(
-        5,
+        6,
         "broken".into(),
         MigrationType::ReversibleDown,
         "DROP TABLE half_done;".into_sql_str(),
@@ -239,18 +261,18 @@ fn with_broken_fifth() -> Migrator {
 #[tokio::test]
 async fn a_failing_migration_leaves_no_trace() {
     let store = unmigrated_temp_store().await.expect("store");
-    let broken = with_broken_fifth();
+    let broken = with_broken_sixth();
     let err = store.up_with(&broken).await.expect_err("broken migration");
     assert!(
-        err.to_string().contains('5'),
+        err.to_string().contains('6'),
         "error does not name the migration: {err}"
     );
 
     let status = store.status_with(&broken).await.expect("status");
-    assert_eq!(status.version(), 4);
-    assert_eq!(versions(&status.pending), [5]);
+    assert_eq!(status.version(), 5);
+    assert_eq!(versions(&status.pending), [6]);
     assert!(!tables(&store).await.contains(&"half_done".to_owned()));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5]);
     assert!(store.status().await.expect("status").is_current());
 }
 
@@ -274,7 +296,7 @@ async fn a_newer_schema_is_reported_and_refused() {
     let newer = Migrator::with_migrations(migrations);
     assert_eq!(
         versions(&store.up_with(&newer).await.expect("up")),
-        [1, 2, 3, 4, 9]
+        [1, 2, 3, 4, 5, 9]
     );
 
     // This build does not know migration 9.
@@ -286,5 +308,5 @@ async fn a_newer_schema_is_reported_and_refused() {
         store.down(DownTarget::Steps(1)).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 9]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 9]);
 }

@@ -645,3 +645,167 @@ async fn over_the_limit_messages_never_reach_the_model_and_the_user_is_told_once
     assert!(all.len() >= log.len());
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_daily_token_allowance_the_model_is_not_asked_again() {
+    let world = World::new().await;
+    // Usage is known only after a reply, so one token lets exactly one through.
+    let server = world.start_command(world.command_with(true).env("VITTE_DAILY_TOKENS_FREE", "1"));
+    let user = 1009;
+    let seen = world.onboard(user).await;
+    let asked = world.llm.stats().requests;
+    world.say(user, "first of the day");
+    let log = world
+        .wait_until(user, "the first reply", |m| {
+            texts(&m[seen.min(m.len())..])
+                .join("\n")
+                .contains("\"first of the day\"")
+        })
+        .await;
+    let answered = world.llm.stats().requests;
+    assert!(
+        answered > asked,
+        "the first message never reached the model"
+    );
+
+    let seen = log.len();
+    world.say(user, "one more please");
+    let log = world
+        .wait_until(user, "the daily limit notice", |m| {
+            texts(&m[seen.min(m.len())..])
+                .join("\n")
+                .contains("00:00 UTC")
+        })
+        .await;
+    let notice = texts(&log[seen..]).join("\n");
+    assert!(notice.contains("/retry"), "{notice}");
+    assert!(
+        !notice.contains("one more please"),
+        "answered anyway: {notice}"
+    );
+    assert_eq!(
+        world.llm.stats().requests,
+        answered,
+        "the model was asked past the allowance"
+    );
+
+    // The message was kept as failed: /retry brings it back, and the
+    // allowance is checked again.
+    let seen = log.len();
+    world.say(user, "/retry");
+    let log = world
+        .wait_until(user, "the notice after /retry", |m| {
+            texts(&m[seen.min(m.len())..])
+                .join("\n")
+                .contains("00:00 UTC")
+        })
+        .await;
+    assert!(
+        !texts(&log[seen..]).join("\n").contains("nothing to retry"),
+        "{:?}",
+        texts(&log[seen..])
+    );
+    assert_eq!(world.llm.stats().requests, answered);
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn past_the_global_spend_cap_the_free_tier_waits_and_an_alert_is_logged() {
+    let world = World::new().await;
+    let server = world.start_command(
+        world
+            .command_with(true)
+            .env("VITTE_DAILY_SPEND_CAP_USD", "0"),
+    );
+    let user = 1010;
+    let seen = world.onboard(user).await;
+    let asked = world.llm.stats().requests;
+    world.say(user, "hello there");
+    let log = world
+        .wait_until(user, "the spend cap notice", |m| {
+            texts(&m[seen.min(m.len())..])
+                .join("\n")
+                .contains("free plan")
+        })
+        .await;
+    let notice = texts(&log[seen..]).join("\n");
+    assert!(notice.contains("00:00 UTC"), "{notice}");
+    assert_eq!(
+        world.llm.stats().requests,
+        asked,
+        "the model was asked past the cap"
+    );
+    let deadline = Instant::now() + WAIT;
+    while !server.log_text().contains("daily LLM spend cap reached") {
+        assert!(
+            Instant::now() < deadline,
+            "no alert logged: {}",
+            server.log_text()
+        );
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let alert = server
+        .log_text()
+        .lines()
+        .find(|l| l.contains("daily LLM spend cap reached"))
+        .map(str::to_owned)
+        .unwrap_or_default();
+    assert!(alert.contains("ERROR"), "{alert}");
+    assert_eq!(server.terminate().code(), Some(0));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_user_who_blocks_the_bot_mid_reply_is_not_chased() {
+    let world = World::new().await;
+    let server = world.start();
+    let user = 1010;
+    let seen = world.onboard(user).await;
+    world
+        .llm
+        .configure(BehaviourPatch {
+            first_token_ms: Some(1500),
+            ..Default::default()
+        })
+        .expect("configure");
+    world.say(user, "before blocking");
+    let deadline = Instant::now() + WAIT;
+    while world.llm.stats().requests == 0 {
+        assert!(Instant::now() < deadline, "the model was never asked");
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    world.tg.set_blocked(user, true).expect("block");
+    // The reply cannot be delivered; give the bot time to notice.
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    world.tg.set_blocked(user, false).expect("unblock");
+    world
+        .llm
+        .configure(BehaviourPatch {
+            first_token_ms: Some(0),
+            ..Default::default()
+        })
+        .expect("configure");
+    let asked = world.llm.stats().requests;
+    world.say(user, "after unblocking");
+    let log = world
+        .wait_until(user, "the reply after unblocking", |m| {
+            texts(&m[seen.min(m.len())..])
+                .iter()
+                .any(|t| t.contains("after unblocking"))
+        })
+        .await;
+    assert!(log.len() > seen);
+    // The message sent while blocked was dropped, not answered again.
+    let stats = world.llm.stats();
+    let later: Vec<String> = stats
+        .recent
+        .iter()
+        .skip(asked as usize)
+        .map(|r| r.request.to_string())
+        .collect();
+    assert!(!later.is_empty());
+    assert!(
+        later.iter().all(|r| !r.contains("before blocking")),
+        "the undeliverable message was asked about again"
+    );
+    assert_eq!(server.terminate().code(), Some(0));
+}

@@ -96,7 +96,7 @@ fn migrate_round_trip(url: &str) {
     );
     assert_eq!(
         text(&status).matches("pending").count(),
-        4,
+        5,
         "{}",
         text(&status)
     );
@@ -105,7 +105,7 @@ fn migrate_round_trip(url: &str) {
     assert!(up.status.success(), "{}", text(&up));
     assert_eq!(
         stdout(&up).matches("applied 000").count(),
-        4,
+        5,
         "{}",
         text(&up)
     );
@@ -114,8 +114,8 @@ fn migrate_round_trip(url: &str) {
 
     let one = cmd(&["migrate", "down"]);
     assert!(one.status.success(), "{}", text(&one));
-    assert!(text(&one).contains("reverted 0004"), "{}", text(&one));
-    assert!(text(&one).contains("schema at version 3"), "{}", text(&one));
+    assert!(text(&one).contains("reverted 0005"), "{}", text(&one));
+    assert!(text(&one).contains("schema at version 4"), "{}", text(&one));
 
     let all = cmd(&["migrate", "down", "--all"]);
     assert!(all.status.success(), "{}", text(&all));
@@ -123,7 +123,7 @@ fn migrate_round_trip(url: &str) {
     let again = cmd(&["migrate", "up"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
-        text(&again).contains("schema at version 4"),
+        text(&again).contains("schema at version 5"),
         "{}",
         text(&again)
     );
@@ -155,7 +155,7 @@ fn concurrent_migrate_up(url: &str) {
         applied += stdout(&out).matches("applied 000").count();
     }
     assert_eq!(
-        applied, 4,
+        applied, 5,
         "each migration must be applied exactly once in total"
     );
     let status = run(vitte(dir.path())

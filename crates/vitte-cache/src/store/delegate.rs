@@ -5,8 +5,8 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vitte_domain::ids::{BroadcastId, DialogId, MemoryId, MessageId, UpdateId, UserId};
 use vitte_domain::model::{
-    Broadcast, BroadcastState, InboundUpdate, Memory, Message, MessageState, NewMessage,
-    UpdateState,
+    Broadcast, BroadcastState, InboundUpdate, Memory, Message, MessageState, ModelUsage,
+    NewMessage, UpdateState,
 };
 use vitte_domain::ports::{
     BroadcastRepo, DownTarget, MemoryRepo, MessageRepo, MigrationInfo, SchemaControl, SchemaStatus,
@@ -47,6 +47,8 @@ delegate!(MessageRepo {
     fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>>;
     fn dialogs_with_pending(&self, older_than: DateTime<Utc>, limit: u32)
     -> Result<Vec<DialogId>>;
+    // Spend figures must be exact: a cached sum would let spending run past a cap.
+    fn usage_since(&self, user: Option<UserId>, since: DateTime<Utc>) -> Result<Vec<ModelUsage>>;
 });
 
 delegate!(MemoryRepo {

@@ -14,8 +14,8 @@ use vitte_domain::ids::{
 };
 use vitte_domain::model::{
     Broadcast, BroadcastState, CreditKind, Dialog, Grant, InboundUpdate, Memory, Message,
-    MessageState, NewMessage, NewPayment, Payment, PaymentProvider, PaymentState, Persona,
-    PersonaCard, Picture, Subscription, TelegramProfile, Unlock, UpdateState, User,
+    MessageState, ModelUsage, NewMessage, NewPayment, Payment, PaymentProvider, PaymentState,
+    Persona, PersonaCard, Picture, Subscription, TelegramProfile, Unlock, UpdateState, User,
 };
 use vitte_domain::ports::{
     BroadcastRepo, DialogRepo, DownTarget, EntitlementRepo, MemoryRepo, MessageRepo, MigrationInfo,
@@ -139,6 +139,7 @@ counted! {
         ) -> Result<Message>;
         fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>>;
         fn dialogs_with_pending(&self, older_than: DateTime<Utc>, limit: u32) -> Result<Vec<DialogId>>;
+        fn usage_since(&self, user: Option<UserId>, since: DateTime<Utc>) -> Result<Vec<ModelUsage>>;
     }
     MemoryRepo {
         fn summary(&self, dialog: DialogId) -> Result<Option<Memory>>;

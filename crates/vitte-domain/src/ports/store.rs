@@ -11,8 +11,8 @@ use crate::ids::{
 };
 use crate::model::{
     Broadcast, BroadcastState, CreditKind, Dialog, Grant, InboundUpdate, Memory, Message,
-    MessageState, NewMessage, NewPayment, Payment, PaymentProvider, PaymentState, Persona,
-    PersonaCard, Picture, Subscription, TelegramProfile, Unlock, UpdateState, User,
+    MessageState, ModelUsage, NewMessage, NewPayment, Payment, PaymentProvider, PaymentState,
+    Persona, PersonaCard, Picture, Subscription, TelegramProfile, Unlock, UpdateState, User,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -144,6 +144,16 @@ pub trait MessageRepo: Send + Sync {
         older_than: DateTime<Utc>,
         limit: u32,
     ) -> Result<Vec<DialogId>>;
+    /// Token usage of assistant messages created at or after `since`, summed
+    /// per model and ordered by model name: one user's (across all their
+    /// dialogs, active or not) or everyone's when `user` is `None`. Messages
+    /// later superseded by `/retry` still count: their tokens were paid for.
+    /// Empty when nothing was spent.
+    async fn usage_since(
+        &self,
+        user: Option<UserId>,
+        since: DateTime<Utc>,
+    ) -> Result<Vec<ModelUsage>>;
 }
 
 /// Long-term memory.

@@ -1,11 +1,12 @@
 //! Domain services: the pieces of the reply pipeline that need no I/O
-//! (safety, intimacy, prompt assembly, memory planning, text shaping), each
-//! testable alone. Time and data come in as arguments.
+//! (safety, intimacy, prompt assembly, memory planning, spend caps, text
+//! shaping), each testable alone. Time and data come in as arguments.
 
 mod intimacy;
 mod memory;
 mod prompt;
 mod safety;
+mod spend;
 mod text;
 
 pub use intimacy::{
@@ -20,6 +21,9 @@ pub use prompt::{
 pub use safety::{
     AgeRules, BUILTIN_SAFETY_RULES, CategoryRules, ComboRule, HelpResource, RuleScope,
     SafetyCategory, SafetyRules, SafetyRulesError, SafetyService, SafetyVerdict, SupportText,
+};
+pub use spend::{
+    MICROS_PER_USD, ModelPrice, SpendDecision, SpendService, format_usd, start_of_day,
 };
 pub use text::{
     TELEGRAM_MESSAGE_LIMIT, escape_html, format_reply, shape_reply, split_reply, utf16_len,

@@ -1,0 +1,3 @@
+DROP INDEX dialogs_by_user;
+DROP INDEX messages_usage_by_dialog;
+DROP INDEX messages_usage_by_time;
