@@ -73,7 +73,11 @@ async fn process(ctx: &Arc<BotContext>, batch: Vec<InboundUpdate>) {
         let ctx = ctx.clone();
         async move {
             for update in updates {
-                handle_one(&ctx, update).await;
+                // A failed update is retried when its lease runs out; the
+                // user's later updates wait for it, so their order holds.
+                if !handle_one(&ctx, update).await {
+                    break;
+                }
             }
         }
     }))
@@ -81,7 +85,7 @@ async fn process(ctx: &Arc<BotContext>, batch: Vec<InboundUpdate>) {
 }
 
 #[tracing::instrument(name = "update", skip_all, fields(update_id = update.update_id.get()))]
-async fn handle_one(ctx: &BotContext, update: InboundUpdate) {
+async fn handle_one(ctx: &BotContext, update: InboundUpdate) -> bool {
     let outcome = handlers::handle(ctx, update.update_id, &update.payload).await;
     let state = match outcome {
         Ok(()) => UpdateState::Done,
@@ -92,7 +96,7 @@ async fn handle_one(ctx: &BotContext, update: InboundUpdate) {
         Err(e) => {
             // Left pending: claimed again when the lease runs out.
             tracing::warn!(error = %e, attempts = update.attempts, "update failed; will retry");
-            return;
+            return false;
         }
     };
     if let Err(e) = ctx
@@ -102,4 +106,5 @@ async fn handle_one(ctx: &BotContext, update: InboundUpdate) {
     {
         tracing::warn!(error = %e, "could not mark update finished; it may be handled again");
     }
+    true
 }

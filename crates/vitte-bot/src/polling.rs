@@ -112,6 +112,8 @@ impl Poller {
                 continue;
             };
             let Ok(uid) = UpdateId::try_from(id) else {
+                // Never stored but confirmed, so it cannot stall the loop.
+                next = Some(next.unwrap_or(0).max(id.saturating_add(1)));
                 continue;
             };
             self.inbox

@@ -22,8 +22,8 @@ use vitte_domain::ids::{DialogId, UserId};
 use vitte_domain::model::{MessageState, NewMessage, Role};
 use vitte_domain::services::{
     IntimacyDecision, IntimacyInput, IntimacyService, LevelUp, PromptBudget, PromptBuilder,
-    PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, escape_html,
-    format_reply, format_usd, shape_reply, start_of_day,
+    PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, escape_html, format_usd,
+    shape_reply, start_of_day,
 };
 use vitte_llm::{
     ChatMessage, ChatRequest, LlmPolicy, LlmService, ModelChain, OpenAiCompatible, OpenAiConfig,
@@ -209,18 +209,78 @@ impl Responder {
         }
         let this = self.clone();
         self.tasks.spawn(async move {
+            // Even if answering panics, the dialog must not stay marked as
+            // being answered here, or it would never be answered again.
+            let mut guard = Running {
+                responder: this.clone(),
+                dialog: job.dialog,
+                armed: true,
+            };
             loop {
                 this.answer(job).await;
                 let mut running = this.lock();
                 match running.get_mut(&job.dialog) {
                     Some(more) if *more => *more = false,
                     _ => {
+                        // Removed under the lock, so a wake-up racing with
+                        // the end of this task starts a new one.
                         running.remove(&job.dialog);
+                        guard.armed = false;
                         return;
                     }
                 }
             }
         });
+    }
+
+    /// Runs `work` while renewing the dialog's reply lease.
+    async fn renewing<T>(
+        &self,
+        job: ReplyJob,
+        work: impl std::future::Future<Output = T>,
+    ) -> Result<T, ReplyError> {
+        tokio::pin!(work);
+        let mut renew = tokio::time::interval(RENEW_EVERY);
+        renew.tick().await;
+        loop {
+            tokio::select! {
+                out = &mut work => return Ok(out),
+                _ = renew.tick() => {
+                    let now = self.ctx.clock.now();
+                    if !self.ctx.store.lease_reply(job.dialog, &self.owner, now, now + LEASE).await? {
+                        return Err(ReplyError::LeaseLost);
+                    }
+                }
+            }
+        }
+    }
+
+    /// A reply that can never succeed (Telegram refuses it, the persona is
+    /// gone): the messages are marked failed and the person is told, instead
+    /// of the recovery sweep paying for the same reply again and again.
+    async fn give_up_failed(&self, job: ReplyJob) -> Result<(), ReplyError> {
+        let store = &self.ctx.store;
+        let pending: Vec<_> = store
+            .pending_messages(job.dialog)
+            .await?
+            .iter()
+            .map(|m| m.id)
+            .collect();
+        store
+            .set_message_state(&pending, MessageState::Failed)
+            .await?;
+        let Some(dialog) = store.dialog(job.dialog).await? else {
+            return Ok(());
+        };
+        let user = store.user(dialog.user_id).await?;
+        let persona = store.persona(dialog.persona_id).await?;
+        let lang = Lang::from_code(user.as_ref().and_then(|u| u.language.as_deref()));
+        let name = persona
+            .map(|p| escape_html(&p.card.name))
+            .unwrap_or_default();
+        let text = self.ctx.texts.get(lang, "chat.failed", &[("name", &name)]);
+        self.ctx.telegram.send_html(job.chat, &text, None).await?;
+        Ok(())
     }
 
     /// Answers the dialog's pending messages until none are left.
@@ -253,6 +313,13 @@ impl Responder {
                     // away until the person writes again.
                     if let Err(e) = self.give_up_blocked(job).await {
                         tracing::warn!(error = %e, "cannot record that the user blocked the bot");
+                    }
+                    return;
+                }
+                Err(e @ (ReplyError::Send(SendError::Refused(_)) | ReplyError::Gone)) => {
+                    tracing::error!(error = %e, "reply can never be delivered; messages marked failed");
+                    if let Err(e) = self.give_up_failed(job).await {
+                        tracing::warn!(error = %e, "could not tell the user their reply failed");
                     }
                     return;
                 }
@@ -391,11 +458,14 @@ impl Responder {
         tokio::pin!(generation);
         let mut renew = tokio::time::interval(RENEW_EVERY);
         renew.tick().await;
+        // A steady tick: a fresh timer per loop pass would never fire while
+        // pieces stream in faster than it.
+        let mut tick = tokio::time::interval(Duration::from_millis(300));
         let result = loop {
             tokio::select! {
                 result = &mut generation => break result,
                 Some(piece) = rx.recv() => display.take(piece).await?,
-                () = display.tick() => display.refresh().await?,
+                _ = tick.tick() => display.refresh().await?,
                 _ = renew.tick() => {
                     let now = self.ctx.clock.now();
                     if !store.lease_reply(job.dialog, &self.owner, now, now + LEASE).await? {
@@ -431,7 +501,9 @@ impl Responder {
             return Ok(true);
         }
         let parts = shape_reply(&completion.text, TELEGRAM_LIMIT);
-        let last_sent = display.finish(&parts).await?;
+        // Sending can wait out Telegram's "retry after" for a while: keep the
+        // lease meanwhile, or another process would answer these messages too.
+        let last_sent = self.renewing(job, display.finish(&parts)).await??;
         let reply = NewMessage {
             dialog_id: job.dialog,
             role: Role::Assistant,
@@ -683,11 +755,6 @@ impl<'a> Display<'a> {
         Ok(())
     }
 
-    /// Resolves when the display may have something to renew.
-    async fn tick(&self) {
-        tokio::time::sleep(Duration::from_millis(300)).await;
-    }
-
     async fn refresh(&mut self) -> Result<(), SendError> {
         if self.message.is_none() && self.last_typing.elapsed() >= TYPING_EVERY {
             self.typing().await?;
@@ -695,7 +762,8 @@ impl<'a> Display<'a> {
         if !self.progressive || self.last_edit.elapsed() < EDIT_EVERY {
             return Ok(());
         }
-        let preview = shape_reply(&self.text, TELEGRAM_LIMIT)
+        // One character is kept for the "…" that marks a reply in progress.
+        let preview = shape_reply(&self.text, TELEGRAM_LIMIT - 1)
             .into_iter()
             .next()
             .unwrap_or_default();
@@ -704,7 +772,7 @@ impl<'a> Display<'a> {
         {
             return Ok(());
         }
-        let html = format!("{}…", format_reply(&preview));
+        let html = format!("{preview}…");
         self.last_edit = Instant::now();
         match self.message {
             None => self.message = Some(self.ctx.telegram.send_html(self.chat, &html, None).await?),
@@ -733,25 +801,39 @@ impl<'a> Display<'a> {
         }
     }
 
-    /// Shows the final parts (HTML is produced here from plain text for
-    /// replies; texts from the locale files are already HTML). Returns the
+    /// Shows the final parts, already HTML (from `shape_reply`). Returns the
     /// id of the last message.
     async fn finish(&mut self, parts: &[String]) -> Result<Option<i32>, SendError> {
         let mut last = None;
-        for (i, part) in parts.iter().enumerate() {
-            let html = format_reply(part);
+        for (i, html) in parts.iter().enumerate() {
             if i == 0
                 && let Some(id) = self.message
             {
-                match self.ctx.telegram.edit_html(self.chat, id, &html).await {
+                match self.ctx.telegram.edit_html(self.chat, id, html).await {
                     Ok(()) | Err(SendError::NotModified) => last = Some(id),
                     Err(e) => return Err(e),
                 }
                 continue;
             }
-            last = Some(self.ctx.telegram.send_html(self.chat, &html, None).await?);
+            last = Some(self.ctx.telegram.send_html(self.chat, html, None).await?);
         }
         Ok(last)
+    }
+}
+
+/// Clears a dialog's "being answered here" mark when its task ends, however it ends.
+struct Running {
+    responder: Arc<Responder>,
+    dialog: DialogId,
+    /// Cleared when the task removed the mark itself.
+    armed: bool,
+}
+
+impl Drop for Running {
+    fn drop(&mut self) {
+        if self.armed {
+            self.responder.lock().remove(&self.dialog);
+        }
     }
 }
 

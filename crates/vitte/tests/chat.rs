@@ -809,3 +809,43 @@ async fn a_user_who_blocks_the_bot_mid_reply_is_not_chased() {
     );
     assert_eq!(server.terminate().code(), Some(0));
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn markup_in_replies_is_escaped_once_and_formatted() {
+    let world = World::new().await;
+    let server = world.start();
+    let user = 1011;
+    let seen = world.onboard(user).await;
+    world.say(user, "*smiles* fish & chips <3");
+    let log = world
+        .wait_until(user, "the reply", |m| {
+            texts(&m[seen.min(m.len())..])
+                .iter()
+                .any(|t| t.contains("fish & chips <3"))
+        })
+        .await;
+    let reply = log[seen..]
+        .iter()
+        .find(|m| {
+            m["text"]
+                .as_str()
+                .is_some_and(|t| t.contains("fish & chips"))
+        })
+        .expect("reply");
+    let text = reply["text"].as_str().unwrap_or_default();
+    assert!(
+        !text.contains("&amp;") && !text.contains("<i>"),
+        "markup shown to the user: {text}"
+    );
+    assert!(
+        !text.contains("*smiles*"),
+        "the action was not formatted: {text}"
+    );
+    let italic = reply["entities"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .any(|e| e["type"] == "italic");
+    assert!(italic, "the *action* did not become italic: {reply}");
+    assert_eq!(server.terminate().code(), Some(0));
+}
