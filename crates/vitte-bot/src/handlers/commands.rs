@@ -89,6 +89,18 @@ pub(super) async fn run(
                 Some(p) => ctx.store.active_dialog(caller.user.id, p).await?,
                 None => None,
             };
+            // While messages are still waiting for their reply, there is
+            // nothing to redo yet: reopening the exchange before them would
+            // get it answered after them, out of order.
+            if let Some(d) = &dialog
+                && !ctx.store.pending_messages(d.id).await?.is_empty()
+            {
+                let _ = ctx.replies.send(ReplyJob {
+                    dialog: d.id,
+                    chat: caller.chat,
+                });
+                return Ok(());
+            }
             let reopened = match &dialog {
                 Some(d) => ctx.store.reopen_last_exchange(d.id).await?,
                 None => Vec::new(),
