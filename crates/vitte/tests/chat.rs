@@ -146,6 +146,25 @@ impl World {
         }
     }
 
+    /// The chat once a bot message after the first `seen` contains `needle`.
+    async fn wait_for_text(&self, chat: i64, seen: usize, needle: &str) -> Vec<Value> {
+        self.wait_until(chat, needle, |m| {
+            texts(&m[seen.min(m.len())..])
+                .iter()
+                .any(|t| t.contains(needle))
+        })
+        .await
+    }
+
+    /// Returns once the model has received a request.
+    async fn wait_until_model_asked(&self) {
+        let deadline = Instant::now() + WAIT;
+        while self.llm.stats().requests == 0 {
+            assert!(Instant::now() < deadline, "the model was never asked");
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+    }
+
     fn press(&self, user: i64, message: &Value, data_prefix: &str) {
         let data = buttons(message)
             .into_iter()
@@ -227,13 +246,7 @@ async fn a_new_user_onboards_and_gets_ten_replies_in_order() {
     for i in 1..=10 {
         world.say(user, &format!("message number {i}"));
         let quote = format!("\"message number {i}\"");
-        let log = world
-            .wait_until(user, &format!("reply {i}"), |m| {
-                texts(&m[seen.min(m.len())..])
-                    .iter()
-                    .any(|t| t.contains(&quote))
-            })
-            .await;
+        let log = world.wait_for_text(user, seen, &quote).await;
         // Replies come in order: nothing here answers a later message.
         for later in texts(&log[seen..]) {
             for j in i + 1..=10 {
@@ -388,11 +401,7 @@ async fn kill_9_during_a_reply_loses_nothing() {
         .expect("configure");
     world.say(user, "are you still there");
     // Wait until the model is working on it, then kill the process outright.
-    let deadline = Instant::now() + WAIT;
-    while world.llm.stats().requests == 0 {
-        assert!(Instant::now() < deadline, "the model was never asked");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    world.wait_until_model_asked().await;
     server.child.kill().expect("kill -9");
     let _ = server.child.wait();
     drop(server);
@@ -581,13 +590,7 @@ async fn without_a_webhook_the_bot_long_polls_with_the_same_guarantees() {
     for i in 1..=3 {
         world.say(user, &format!("polled {i}"));
         let quote = format!("\"polled {i}\"");
-        let log = world
-            .wait_until(user, &format!("reply {i}"), |m| {
-                texts(&m[seen.min(m.len())..])
-                    .iter()
-                    .any(|t| t.contains(&quote))
-            })
-            .await;
+        let log = world.wait_for_text(user, seen, &quote).await;
         seen = log.len();
     }
     assert_eq!(server.terminate().code(), Some(0));
@@ -768,11 +771,7 @@ async fn a_user_who_blocks_the_bot_mid_reply_is_not_chased() {
         })
         .expect("configure");
     world.say(user, "before blocking");
-    let deadline = Instant::now() + WAIT;
-    while world.llm.stats().requests == 0 {
-        assert!(Instant::now() < deadline, "the model was never asked");
-        tokio::time::sleep(Duration::from_millis(50)).await;
-    }
+    world.wait_until_model_asked().await;
     world.tg.set_blocked(user, true).expect("block");
     // The reply cannot be delivered; give the bot time to notice.
     tokio::time::sleep(Duration::from_secs(3)).await;
@@ -786,13 +785,7 @@ async fn a_user_who_blocks_the_bot_mid_reply_is_not_chased() {
         .expect("configure");
     let asked = world.llm.stats().requests;
     world.say(user, "after unblocking");
-    let log = world
-        .wait_until(user, "the reply after unblocking", |m| {
-            texts(&m[seen.min(m.len())..])
-                .iter()
-                .any(|t| t.contains("after unblocking"))
-        })
-        .await;
+    let log = world.wait_for_text(user, seen, "after unblocking").await;
     assert!(log.len() > seen);
     // The message sent while blocked was dropped, not answered again.
     let stats = world.llm.stats();
@@ -817,13 +810,7 @@ async fn markup_in_replies_is_escaped_once_and_formatted() {
     let user = 1011;
     let seen = world.onboard(user).await;
     world.say(user, "*smiles* fish & chips <3");
-    let log = world
-        .wait_until(user, "the reply", |m| {
-            texts(&m[seen.min(m.len())..])
-                .iter()
-                .any(|t| t.contains("fish & chips <3"))
-        })
-        .await;
+    let log = world.wait_for_text(user, seen, "fish & chips <3").await;
     let reply = log[seen..]
         .iter()
         .find(|m| {
