@@ -46,6 +46,7 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
         settings.telegram_api_url.clone(),
         ctx.limiter.clone(),
         ctx.clock.clone(),
+        settings.telegram_send_rate,
     ));
     let llm = responder::llm_from_settings(settings)?;
     let (replies, jobs) = mpsc::unbounded_channel();

@@ -1,6 +1,6 @@
 //! Outbound Telegram calls. Every send goes through one limiter (about 30
-//! messages a second overall, one a second per chat and twenty a minute per
-//! group, as Telegram asks) and honours `retry_after` when Telegram still
+//! messages a second overall by default, `VITTE_TELEGRAM_SEND_RATE`; one a
+//! second per chat and twenty a minute per group, as Telegram asks) and honours `retry_after` when Telegram still
 //! says "too many requests". The limiter is the shared one when Redis is
 //! configured, so the budget holds across every bot process. A user who
 //! blocked the bot is reported as such so callers can mark them.
@@ -38,11 +38,6 @@ pub enum SendError {
 /// How many times a "retry after" answer is waited out before giving up.
 const MAX_RETRY_AFTER: u32 = 5;
 
-/// Telegram's broadcast limit: about 30 messages a second overall.
-const GLOBAL: Quota = Quota {
-    count: 30,
-    period: Duration::from_secs(1),
-};
 /// About one message a second in a private chat, with a short burst.
 const PER_CHAT: Quota = Quota {
     count: 3,
@@ -59,6 +54,8 @@ pub struct Telegram {
     bot: Bot,
     limiter: std::sync::Arc<dyn RateLimiter>,
     clock: std::sync::Arc<dyn Clock>,
+    /// Sends a second across all chats (Telegram's broadcast limit).
+    global: Quota,
 }
 
 impl std::fmt::Debug for Telegram {
@@ -70,12 +67,14 @@ impl std::fmt::Debug for Telegram {
 
 impl Telegram {
     /// A client for the bot with `token`, calling `{api_url}/bot{token}/{method}`,
-    /// with its send budget kept in `limiter`.
+    /// with its send budget kept in `limiter` and at most `per_second`
+    /// sends a second overall.
     pub fn new(
         token: &str,
         api_url: url::Url,
         limiter: std::sync::Arc<dyn RateLimiter>,
         clock: std::sync::Arc<dyn Clock>,
+        per_second: u32,
     ) -> Self {
         let client = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(5))
@@ -87,6 +86,10 @@ impl Telegram {
             bot,
             limiter,
             clock,
+            global: Quota {
+                count: per_second.max(1),
+                period: Duration::from_secs(1),
+            },
         }
     }
 
@@ -99,7 +102,7 @@ impl Telegram {
         } else {
             (format!("tg:chat:{chat}"), PER_CHAT)
         };
-        for (key, quota) in [(key, quota), ("tg:global".to_owned(), GLOBAL)] {
+        for (key, quota) in [(key, quota), ("tg:global".to_owned(), self.global)] {
             loop {
                 match self.limiter.acquire(&key, &[quota], self.clock.now()).await {
                     Ok(RateDecision::Allowed) => break,

@@ -404,6 +404,36 @@ pub struct Settings {
           default_value = "30/1m", value_parser = QuotaList::parse)]
     pub rate_buttons: QuotaList,
 
+    /// Updates (messages and buttons together) past which a user counts as
+    /// flooding and is blocked for `VITTE_FLOOD_BLOCK` (empty: never).
+    #[arg(long, env = "VITTE_FLOOD", global = true, value_name = "VITTE_FLOOD",
+          default_value = "20/10s", value_parser = QuotaList::parse)]
+    pub flood: QuotaList,
+
+    /// How long a flooding user is ignored.
+    #[arg(long, env = "VITTE_FLOOD_BLOCK", global = true, value_name = "VITTE_FLOOD_BLOCK",
+          default_value = "10m", value_parser = parse_duration)]
+    pub flood_block: Duration,
+
+    /// Requests one client (by address) may make to the HTTP API (empty: unlimited).
+    #[arg(long, env = "VITTE_RATE_API", global = true, value_name = "VITTE_RATE_API",
+          default_value = "120/1m", value_parser = QuotaList::parse)]
+    pub rate_api: QuotaList,
+
+    /// Take the client's address for API limits from `X-Forwarded-For` (only
+    /// behind a proxy that sets it; otherwise clients could pick their own).
+    #[arg(long, env = "VITTE_API_TRUST_FORWARDED", global = true,
+          value_name = "VITTE_API_TRUST_FORWARDED", default_value_t = false,
+          action = clap::ArgAction::Set)]
+    pub api_trust_forwarded: bool,
+
+    /// Messages a second the bot sends across all chats and processes.
+    /// Telegram allows about 30; bots with paid broadcasts get up to 1,000.
+    #[arg(long, env = "VITTE_TELEGRAM_SEND_RATE", global = true,
+          value_name = "VITTE_TELEGRAM_SEND_RATE", default_value_t = 30,
+          value_parser = clap::value_parser!(u32).range(1..=100_000))]
+    pub telegram_send_rate: u32,
+
     /// Tokens (prompt and completion) a user on the free plan may spend on
     /// replies per UTC day; the reply that crosses it is still given.
     #[arg(
@@ -577,6 +607,20 @@ impl Settings {
             ("LLM_API_KEY", secret(&self.llm_api_key)),
             ("LLM_MODEL", self.llm_model.clone()),
             ("LLM_FALLBACK_MODELS", self.llm_fallback_models.0.join(",")),
+            ("VITTE_RATE_FREE", self.rate_free.to_string()),
+            ("VITTE_RATE_PREMIUM", self.rate_premium.to_string()),
+            ("VITTE_RATE_BUTTONS", self.rate_buttons.to_string()),
+            ("VITTE_FLOOD", self.flood.to_string()),
+            ("VITTE_FLOOD_BLOCK", human(self.flood_block)),
+            ("VITTE_RATE_API", self.rate_api.to_string()),
+            (
+                "VITTE_API_TRUST_FORWARDED",
+                self.api_trust_forwarded.to_string(),
+            ),
+            (
+                "VITTE_TELEGRAM_SEND_RATE",
+                self.telegram_send_rate.to_string(),
+            ),
             (
                 "VITTE_DAILY_TOKENS_FREE",
                 self.daily_tokens_free.to_string(),
