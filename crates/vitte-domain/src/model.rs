@@ -335,6 +335,27 @@ pub struct InboundUpdate {
     pub received_at: DateTime<Utc>,
 }
 
+impl InboundUpdate {
+    /// Who sent this update: the `from.id` of its message, edit, button press
+    /// or pre-checkout query. Updates of one sender are handed out in order;
+    /// updates without one (channel posts, unknown kinds) are ordered by nobody.
+    pub fn sender(&self) -> Option<i64> {
+        sender_of(&self.payload)
+    }
+}
+
+/// The sender of a Telegram update's JSON, as [`InboundUpdate::sender`].
+pub fn sender_of(payload: &serde_json::Value) -> Option<i64> {
+    [
+        "message",
+        "edited_message",
+        "callback_query",
+        "pre_checkout_query",
+    ]
+    .iter()
+    .find_map(|k| payload.get(k)?.get("from")?.get("id")?.as_i64())
+}
+
 /// A paid subscription period.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Subscription {

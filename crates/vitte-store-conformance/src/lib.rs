@@ -60,6 +60,8 @@ macro_rules! conformance_suite {
                 concurrent_duplicates_are_recorded_once,
                 claims_lease_and_expire,
                 concurrent_claims_never_overlap,
+                a_senders_updates_are_claimed_one_at_a_time,
+                concurrent_claims_keep_each_senders_order,
                 prune_keeps_pending,
             }
             entitlements {

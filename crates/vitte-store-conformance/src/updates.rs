@@ -146,6 +146,148 @@ pub async fn concurrent_claims_never_overlap(store: Arc<dyn Store>) {
     assert_eq!(total, 40);
 }
 
+fn from(sender: i64, n: i64) -> serde_json::Value {
+    json!({"update_id": n, "message": {"text": format!("m{n}"), "from": {"id": sender}}})
+}
+
+/// Of each sender only the oldest pending update is handed out, whoever
+/// holds it and whether or not its lease ran out; updates without a sender
+/// (or with one that is not a number) are not held back.
+pub async fn a_senders_updates_are_claimed_one_at_a_time(store: Arc<dyn Store>) {
+    let payloads = [
+        (1, from(7, 1)),
+        (2, from(7, 2)),
+        (
+            3,
+            json!({"update_id": 3, "callback_query": {"id": "q", "from": {"id": 7}}}),
+        ),
+        (4, from(8, 4)),
+        (5, json!({"update_id": 5, "channel_post": {"text": "x"}})),
+        (
+            6,
+            json!({"update_id": 6, "message": {"from": {"id": "not a number"}}}),
+        ),
+        (
+            7,
+            json!({"update_id": 7, "message": {"from": {"id": "not a number"}}}),
+        ),
+    ];
+    for (n, payload) in &payloads {
+        store
+            .record_update(uid(*n), payload, t0())
+            .await
+            .expect("record");
+    }
+    let ids = |batch: Vec<vitte_domain::model::InboundUpdate>| {
+        batch.into_iter().map(|u| u.update_id).collect::<Vec<_>>()
+    };
+    let first = store.claim_updates(10, at(1), at(31)).await.expect("claim");
+    assert_eq!(ids(first), [uid(1), uid(4), uid(5), uid(6), uid(7)]);
+    assert_eq!(
+        ids(store.claim_updates(10, at(2), at(32)).await.expect("claim")),
+        []
+    );
+    for n in 4..=7 {
+        store
+            .finish_update(uid(n), UpdateState::Done, at(2))
+            .await
+            .expect("finish");
+    }
+    store
+        .finish_update(uid(1), UpdateState::Done, at(3))
+        .await
+        .expect("finish");
+    assert_eq!(
+        ids(store.claim_updates(10, at(4), at(34)).await.expect("claim")),
+        [uid(2)]
+    );
+    // Update 2's handler died: when its lease runs out 2 comes back, not 3.
+    assert_eq!(
+        ids(store
+            .claim_updates(10, at(40), at(70))
+            .await
+            .expect("claim")),
+        [uid(2)]
+    );
+    store
+        .finish_update(uid(2), UpdateState::Failed, at(41))
+        .await
+        .expect("finish");
+    assert_eq!(
+        ids(store
+            .claim_updates(10, at(42), at(72))
+            .await
+            .expect("claim")),
+        [uid(3)]
+    );
+}
+
+/// Concurrent claimers never hold two updates of one sender at once.
+pub async fn concurrent_claims_keep_each_senders_order(store: Arc<dyn Store>) {
+    let senders = 5;
+    let per_sender = 6;
+    for n in 0..senders * per_sender {
+        store
+            .record_update(uid(n), &from(100 + n % senders, n), t0())
+            .await
+            .expect("record");
+    }
+    let held = Arc::new(std::sync::Mutex::new(
+        std::collections::HashMap::<i64, i64>::new(),
+    ));
+    let handled = Arc::new(std::sync::Mutex::new(Vec::<(i64, i64)>::new()));
+    let claimers = (0..4).map(|_| {
+        let (store, held, handled) = (store.clone(), held.clone(), handled.clone());
+        tokio::spawn(async move {
+            let mut idle = 0;
+            while idle < 50 {
+                let batch = store.claim_updates(4, at(1), at(600)).await.expect("claim");
+                if batch.is_empty() {
+                    idle += 1;
+                    tokio::task::yield_now().await;
+                    continue;
+                }
+                idle = 0;
+                for update in &batch {
+                    let sender = update.sender().expect("sender");
+                    let n = update.update_id.get();
+                    let before = held.lock().expect("lock").insert(sender, n);
+                    assert_eq!(before, None, "two updates of sender {sender} held at once");
+                }
+                tokio::task::yield_now().await;
+                for update in batch {
+                    let sender = update.sender().expect("sender");
+                    let n = update.update_id.get();
+                    handled.lock().expect("lock").push((sender, n));
+                    held.lock().expect("lock").remove(&sender);
+                    store
+                        .finish_update(update.update_id, UpdateState::Done, at(2))
+                        .await
+                        .expect("finish");
+                }
+            }
+        })
+    });
+    for claimer in futures::future::join_all(claimers).await {
+        claimer.expect("claimer");
+    }
+    let handled = handled.lock().expect("lock").clone();
+    assert_eq!(
+        handled.len(),
+        usize::try_from(senders * per_sender).expect("count")
+    );
+    for sender in 100..100 + senders {
+        let order: Vec<i64> = handled
+            .iter()
+            .filter(|(s, _)| *s == sender)
+            .map(|(_, n)| *n)
+            .collect();
+        let mut sorted = order.clone();
+        sorted.sort_unstable();
+        assert_eq!(order, sorted, "sender {sender} handled out of order");
+    }
+}
+
 /// Pruning deletes old finished updates and keeps pending ones.
 pub async fn prune_keeps_pending(store: Arc<dyn Store>) {
     for n in 1..=3 {

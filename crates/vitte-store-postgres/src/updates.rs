@@ -4,7 +4,7 @@
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use vitte_domain::ids::UpdateId;
-use vitte_domain::model::{InboundUpdate, UpdateState};
+use vitte_domain::model::{InboundUpdate, UpdateState, sender_of};
 use vitte_domain::ports::{StoreError, UpdateInbox};
 
 use crate::PgStore;
@@ -42,12 +42,13 @@ impl UpdateInbox for PgStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO inbound_updates (update_id, payload, received_at) VALUES ($1, $2, $3) \
-             ON CONFLICT (update_id) DO NOTHING",
+            "INSERT INTO inbound_updates (update_id, payload, received_at, sender) \
+             VALUES ($1, $2, $3, $4) ON CONFLICT (update_id) DO NOTHING",
         )
         .bind(id.get())
         .bind(payload)
         .bind(now)
+        .bind(sender_of(payload))
         .execute(&self.pool)
         .await
         .map_err(db)?;
@@ -62,11 +63,17 @@ impl UpdateInbox for PgStore {
     ) -> Result<Vec<InboundUpdate>, StoreError> {
         // SKIP LOCKED lets concurrent claimers pass over rows another claimer
         // is taking; a row whose claim committed meanwhile is re-checked
-        // against the lease condition and left out.
+        // against the lease condition and left out. Only a sender's oldest
+        // pending update qualifies: the older one stays pending until it is
+        // finished, whoever holds it, so no race hands out the next one early.
         sqlx::query_as::<_, UpdateRow>(
             "WITH claimable AS ( \
-                 SELECT update_id FROM inbound_updates \
+                 SELECT update_id FROM inbound_updates i \
                  WHERE state = 'pending' AND (leased_until IS NULL OR leased_until <= $2) \
+                   AND (sender IS NULL OR NOT EXISTS ( \
+                       SELECT 1 FROM inbound_updates e \
+                       WHERE e.state = 'pending' AND e.sender = i.sender \
+                         AND e.update_id < i.update_id)) \
                  ORDER BY update_id \
                  LIMIT $1 \
                  FOR UPDATE SKIP LOCKED \

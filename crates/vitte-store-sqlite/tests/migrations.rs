@@ -72,7 +72,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
 
     let fresh = store.status().await.expect("status");
     assert!(fresh.applied.is_empty() && fresh.unknown.is_empty());
-    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4, 5]);
+    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4, 5, 6]);
     assert!(!fresh.is_current());
     assert_eq!(fresh.version(), 0);
     assert!(
@@ -82,17 +82,17 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
 
     // The schema one version back, to compare a single step down against.
     assert_eq!(
-        versions(&store.up_with(&up_to(4)).await.expect("up to 4")),
-        [1, 2, 3, 4]
+        versions(&store.up_with(&up_to(5)).await.expect("up to 5")),
+        [1, 2, 3, 4, 5]
     );
-    let at_four = schema(&store).await;
+    let at_five = schema(&store).await;
     assert_eq!(
         versions(&store.down(DownTarget::All).await.expect("down all")),
-        [4, 3, 2, 1]
+        [5, 4, 3, 2, 1]
     );
 
     let applied = store.up().await.expect("up");
-    assert_eq!(versions(&applied), [1, 2, 3, 4, 5]);
+    assert_eq!(versions(&applied), [1, 2, 3, 4, 5, 6]);
     assert_eq!(
         applied
             .iter()
@@ -103,12 +103,13 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
             "billing",
             "broadcasts",
             "reply pipeline",
-            "spend caps"
+            "spend caps",
+            "inbox senders"
         ]
     );
     let current = store.status().await.expect("status");
     assert!(current.is_current());
-    assert_eq!(current.version(), 5);
+    assert_eq!(current.version(), 6);
     assert_eq!(current.applied, applied);
     assert_eq!(store.up().await.expect("up again"), []);
     let migrated = schema(&store).await;
@@ -118,6 +119,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
         "messages_usage_by_time",
         "messages_usage_by_dialog",
         "dialogs_by_user",
+        "inbound_updates_pending_by_sender",
     ] {
         assert!(
             migrated
@@ -133,25 +135,36 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
     );
 
     let reverted = store.down(DownTarget::All).await.expect("down all");
-    assert_eq!(versions(&reverted), [5, 4, 3, 2, 1]);
+    assert_eq!(versions(&reverted), [6, 5, 4, 3, 2, 1]);
     assert_eq!(tables(&store).await, ["_sqlx_migrations"]);
     let empty = store.status().await.expect("status");
     assert!(empty.applied.is_empty());
-    assert_eq!(versions(&empty.pending), [1, 2, 3, 4, 5]);
+    assert_eq!(versions(&empty.pending), [1, 2, 3, 4, 5, 6]);
     assert_eq!(store.down(DownTarget::All).await.expect("down again"), []);
 
-    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3, 4, 5]);
+    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3, 4, 5, 6]);
     assert_eq!(schema(&store).await, migrated);
 
     assert_eq!(store.down(DownTarget::Steps(0)).await.expect("down 0"), []);
     assert_eq!(
         versions(&store.down(DownTarget::Steps(1)).await.expect("down 1")),
-        [5]
+        [6]
     );
     let after_one = store.status().await.expect("status");
-    assert_eq!(after_one.version(), 4);
-    assert_eq!(versions(&after_one.pending), [5]);
-    assert_eq!(schema(&store).await, at_four);
+    assert_eq!(after_one.version(), 5);
+    assert_eq!(versions(&after_one.pending), [6]);
+    assert_eq!(schema(&store).await, at_five);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5]);
+    assert!(
+        !columns(&store, "inbound_updates")
+            .await
+            .contains(&"sender".to_owned())
+    );
+
+    assert_eq!(
+        versions(&store.down(DownTarget::Steps(1)).await.expect("down 5")),
+        [5]
+    );
     assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4]);
 
     assert_eq!(
@@ -176,7 +189,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
     assert!(!left.contains(&"broadcast_deliveries".to_owned()));
     assert_eq!(recorded_versions(&store).await, [1, 2]);
 
-    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4, 5]);
+    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4, 5, 6]);
     assert_eq!(schema(&store).await, migrated);
 }
 
@@ -198,7 +211,7 @@ async fn messages_stored_twice_from_one_update_keep_the_oldest_link() {
     .await
     .expect("seed");
 
-    assert_eq!(versions(&store.up().await.expect("up")), [4, 5]);
+    assert_eq!(versions(&store.up().await.expect("up")), [4, 5, 6]);
     let rows: Vec<(String, Option<i64>)> =
         sqlx::query_as("SELECT text, update_id FROM messages ORDER BY id")
             .fetch_all(store.pool())
@@ -229,27 +242,27 @@ async fn ten_concurrent_ups_apply_each_migration_once() {
     applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5],
+        [1, 2, 3, 4, 5, 6],
         "each migration applied exactly once"
     );
-    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4, 5]);
+    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4, 5, 6]);
     for store in &stores {
         assert!(store.status().await.expect("status").is_current());
     }
 }
 
-/// The real migrations plus a sixth whose script fails half-way.
-fn with_broken_sixth() -> Migrator {
+/// The real migrations plus a seventh whose script fails half-way.
+fn with_broken_seventh() -> Migrator {
     let mut migrations: Vec<Migration> = migrator().iter().cloned().collect();
     migrations.push(Migration::new(
-        6,
+        7,
         "broken".into(),
         MigrationType::ReversibleUp,
         "CREATE TABLE half_done (id INTEGER PRIMARY KEY); THIS IS NOT SQL;".into_sql_str(),
         false,
     ));
     migrations.push(Migration::new(
-        6,
+        7,
         "broken".into(),
         MigrationType::ReversibleDown,
         "DROP TABLE half_done;".into_sql_str(),
@@ -261,18 +274,18 @@ fn with_broken_sixth() -> Migrator {
 #[tokio::test]
 async fn a_failing_migration_leaves_no_trace() {
     let store = unmigrated_temp_store().await.expect("store");
-    let broken = with_broken_sixth();
+    let broken = with_broken_seventh();
     let err = store.up_with(&broken).await.expect_err("broken migration");
     assert!(
-        err.to_string().contains('6'),
+        err.to_string().contains('7'),
         "error does not name the migration: {err}"
     );
 
     let status = store.status_with(&broken).await.expect("status");
-    assert_eq!(status.version(), 5);
-    assert_eq!(versions(&status.pending), [6]);
+    assert_eq!(status.version(), 6);
+    assert_eq!(versions(&status.pending), [7]);
     assert!(!tables(&store).await.contains(&"half_done".to_owned()));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6]);
     assert!(store.status().await.expect("status").is_current());
 }
 
@@ -296,7 +309,7 @@ async fn a_newer_schema_is_reported_and_refused() {
     let newer = Migrator::with_migrations(migrations);
     assert_eq!(
         versions(&store.up_with(&newer).await.expect("up")),
-        [1, 2, 3, 4, 5, 9]
+        [1, 2, 3, 4, 5, 6, 9]
     );
 
     // This build does not know migration 9.
@@ -308,5 +321,5 @@ async fn a_newer_schema_is_reported_and_refused() {
         store.down(DownTarget::Steps(1)).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 9]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6, 9]);
 }

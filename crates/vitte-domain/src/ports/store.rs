@@ -189,7 +189,10 @@ pub trait UpdateInbox: Send + Sync {
     ) -> Result<bool>;
     /// Claims up to `limit` pending updates whose lease is free or expired,
     /// oldest first, leasing them until `lease_until`. Concurrent claimers
-    /// never get the same update while its lease holds.
+    /// never get the same update while its lease holds. Of each sender
+    /// ([`InboundUpdate::sender`](crate::model::InboundUpdate::sender)) only
+    /// the oldest pending update is claimable, so one person's updates are
+    /// handled one after another even across processes.
     async fn claim_updates(
         &self,
         limit: u32,

@@ -5,7 +5,7 @@ use async_trait::async_trait;
 use chrono::{DateTime, Utc};
 use sqlx::sqlite::SqliteRow;
 use vitte_domain::ids::UpdateId;
-use vitte_domain::model::{InboundUpdate, UpdateState};
+use vitte_domain::model::{InboundUpdate, UpdateState, sender_of};
 use vitte_domain::ports::{StoreError, UpdateInbox};
 
 use crate::SqliteStore;
@@ -37,12 +37,13 @@ impl UpdateInbox for SqliteStore {
         now: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
         let done = sqlx::query(
-            "INSERT INTO inbound_updates (update_id, payload, received_at) VALUES (?1, ?2, ?3) \
-             ON CONFLICT (update_id) DO NOTHING",
+            "INSERT INTO inbound_updates (update_id, payload, received_at, sender) \
+             VALUES (?1, ?2, ?3, ?4) ON CONFLICT (update_id) DO NOTHING",
         )
         .bind(id.get())
         .bind(to_json(payload)?)
         .bind(micros(now))
+        .bind(sender_of(payload))
         .execute(&self.writer)
         .await
         .map_err(db_err)?;
@@ -59,11 +60,17 @@ impl UpdateInbox for SqliteStore {
             return Ok(Vec::new());
         }
         // One statement, so choosing and leasing happen under one write lock.
+        // Only a sender's oldest pending update qualifies, so one person's
+        // updates are handled one after another by whichever process.
         let rows = sqlx::query(concat!(
             "UPDATE inbound_updates SET leased_until = ?3, attempts = attempts + 1 \
              WHERE update_id IN ( \
-                 SELECT update_id FROM inbound_updates \
+                 SELECT update_id FROM inbound_updates i \
                  WHERE state = 'pending' AND (leased_until IS NULL OR leased_until <= ?2) \
+                   AND (sender IS NULL OR NOT EXISTS ( \
+                       SELECT 1 FROM inbound_updates e \
+                       WHERE e.state = 'pending' AND e.sender = i.sender \
+                         AND e.update_id < i.update_id)) \
                  ORDER BY update_id LIMIT ?1) \
              RETURNING ",
             update_columns!()
