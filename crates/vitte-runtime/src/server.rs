@@ -14,7 +14,11 @@ pub async fn serve(
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
-    axum::serve(listener, router)
-        .with_graceful_shutdown(shutdown.wait_owned())
-        .await
+    // The peer address reaches handlers (the API's per-client limits).
+    axum::serve(
+        listener,
+        router.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown.wait_owned())
+    .await
 }

@@ -1192,3 +1192,73 @@ async fn shutdown_ends_waiting_long_polls() {
     let response = poll.await.expect("task").expect("answered");
     assert_eq!(response.status(), StatusCode::OK);
 }
+
+#[tokio::test]
+async fn updates_go_to_a_sink_and_bot_activity_is_observed() {
+    use vitte_stand_ins::telegram::{ActivityKind, ButtonPress};
+    let tg = start(config()).await;
+    let taken = Arc::new(std::sync::Mutex::new(Vec::<Value>::new()));
+    let sink = taken.clone();
+    tg.stand_in
+        .deliver_to(Arc::new(move |u| sink.lock().expect("lock").push(u)));
+    let mut seen = tg.stand_in.observe();
+
+    let injected = tg.user_says(5, "hello").await;
+    let updates = taken.lock().expect("lock").clone();
+    assert_eq!(updates.len(), 1);
+    assert_eq!(updates[0]["update_id"], injected["update_id"]);
+    assert_eq!(updates[0]["message"]["text"], "hello");
+    // Taken by the sink, so nothing is left for getUpdates.
+    assert_eq!(tg.ok("getUpdates", json!({})).await, json!([]));
+
+    tg.ok("sendChatAction", json!({"chat_id": 5, "action": "typing"}))
+        .await;
+    let sent = tg
+        .ok(
+            "sendMessage",
+            json!({"chat_id": 5, "text": "hi", "reply_markup":
+                {"inline_keyboard": [[{"text": "Go", "callback_data": "go"}]]}}),
+        )
+        .await;
+    let message_id = sent["message_id"].as_i64().expect("id");
+    tg.ok(
+        "editMessageText",
+        json!({"chat_id": 5, "message_id": message_id, "text": "hi again"}),
+    )
+    .await;
+
+    let typing = seen.recv().await.expect("typing");
+    assert_eq!(
+        (typing.kind, typing.chat_id, typing.text.as_str()),
+        (ActivityKind::ChatAction, 5, "typing")
+    );
+    let message = seen.recv().await.expect("message");
+    assert_eq!(message.kind, ActivityKind::Sent);
+    assert_eq!(message.message_id, message_id);
+    assert_eq!(message.text, "hi");
+    assert_eq!(message.buttons, ["go"]);
+    assert!(message.at >= typing.at);
+    let edit = seen.recv().await.expect("edit");
+    assert_eq!(edit.kind, ActivityKind::Edited);
+    assert_eq!(edit.text, "hi again");
+    assert!(edit.buttons.is_empty());
+
+    // A press on a button also reaches the sink, as a callback query.
+    let sent = tg
+        .ok(
+            "sendMessage",
+            json!({"chat_id": 5, "text": "pick", "reply_markup":
+                {"inline_keyboard": [[{"text": "Go", "callback_data": "go"}]]}}),
+        )
+        .await;
+    tg.stand_in
+        .press_button(&ButtonPress {
+            user_id: 5,
+            message_id: sent["message_id"].as_i64().expect("id"),
+            data: "go".into(),
+        })
+        .expect("press");
+    let updates = taken.lock().expect("lock").clone();
+    assert_eq!(updates.len(), 2);
+    assert_eq!(updates[1]["callback_query"]["data"], "go");
+}

@@ -20,6 +20,7 @@ mod error;
 mod markup;
 mod media;
 mod methods;
+mod observe;
 mod params;
 mod rate_limit;
 mod state;
@@ -39,6 +40,7 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ConfigError, Rate, RateLimits, WebhookSettings};
+pub use observe::{ActivityKind, BotActivity, UpdateSink};
 pub use control::{
     BlockChange, BotCommand, BotProfile, ButtonPress, CallbackAnswer, CallbackInjected,
     ChatActionSeen, ChatLog, ControlError, Counters, Injected, Paid, PaymentRequest,
@@ -249,6 +251,22 @@ impl TelegramStandIn {
     /// The counters.
     pub fn counters(&self) -> Counters {
         control::counters(&self.shared)
+    }
+
+    /// Hands every update created from now on to `sink` instead of the
+    /// webhook or getUpdates: the caller delivers them (a load generator
+    /// that spreads them over several receivers and times each call).
+    pub fn deliver_to(&self, sink: UpdateSink) {
+        self.shared.lock().sink = Some(observe::Sink(sink));
+    }
+
+    /// Reports everything the bot shows in any chat from now on (messages
+    /// sent and edited, chat actions), as it happens. One observer at a
+    /// time; a new call replaces the previous one.
+    pub fn observe(&self) -> tokio::sync::mpsc::UnboundedReceiver<BotActivity> {
+        let (tx, rx) = tokio::sync::mpsc::unbounded_channel();
+        self.shared.lock().observer = Some(observe::Observer(tx));
+        rx
     }
 }
 

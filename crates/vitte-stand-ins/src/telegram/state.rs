@@ -252,6 +252,10 @@ pub(crate) struct State {
     /// chat that does not exist yet does not create it.
     chat_signals: HashMap<i64, Arc<watch::Sender<u64>>>,
     next_serial: u64,
+    /// Takes new updates instead of the webhook or getUpdates, when set.
+    pub(crate) sink: Option<super::observe::Sink>,
+    /// Hears everything the bot shows, when set.
+    pub(crate) observer: Option<super::observe::Observer>,
 }
 
 /// What a `file_id` refers to when it is sent again.
@@ -286,6 +290,8 @@ impl State {
             counters: Counters::default(),
             chat_signals: HashMap::new(),
             next_serial: 1,
+            sink: None,
+            observer: None,
         }
     }
 
@@ -420,6 +426,11 @@ impl State {
             return (id, false);
         }
         self.remember_participants(&update, &kind);
+        if let Some(sink) = &self.sink {
+            (sink.0)(update);
+            self.counters.updates_delivered += 1;
+            return (id, true);
+        }
         let chat_key = chat_key(&update, &kind);
         self.pending.push_back(PendingUpdate {
             id,

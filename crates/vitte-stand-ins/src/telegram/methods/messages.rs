@@ -7,6 +7,7 @@ use serde_json::Value;
 use super::{MESSAGE_TEXT, Reply, chat_id, formatted, message_id, reply_markup};
 use crate::telegram::Shared;
 use crate::telegram::error::{BotApiError, BotResult};
+use crate::telegram::observe::ActivityKind;
 use crate::telegram::params::Params;
 use crate::telegram::state::State;
 use crate::telegram::types::Message;
@@ -50,6 +51,9 @@ pub(crate) fn send_from_bot(
         message
     });
     state.counters.messages_sent += 1;
+    if let Some(observer) = &state.observer {
+        observer.message(ActivityKind::Sent, &message);
+    }
     Ok(message)
 }
 
@@ -101,6 +105,9 @@ fn edit(
         })
         .ok_or_else(|| BotApiError::bad_request("message to edit not found"))?;
     state.counters.messages_edited += 1;
+    if let Some(observer) = &state.observer {
+        observer.message(ActivityKind::Edited, &edited);
+    }
     Ok(edited)
 }
 
@@ -181,6 +188,9 @@ pub(crate) fn send_chat_action(shared: &Shared, params: &Params) -> BotResult<Re
     }
     let now = shared.now_unix();
     let mut state = shared.lock();
+    if let Some(observer) = &state.observer {
+        observer.action(chat_id, &action);
+    }
     state
         .writable_chat(&shared.config, chat_id)?
         .record_action(action, now);
