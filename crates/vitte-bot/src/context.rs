@@ -1,6 +1,7 @@
 //! What the bot's handlers and tasks share, built once per process.
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use tokio::sync::{Notify, mpsc};
 use vitte_domain::Clock;
@@ -42,6 +43,8 @@ pub struct BotContext {
     pub limiter: Arc<dyn RateLimiter>,
     /// The quotas it enforces.
     pub quotas: Quotas,
+    /// When a user counts as flooding, and how long they are then ignored.
+    pub flood: FloodLimits,
     /// Daily budgets of model spend.
     pub spend: SpendLimits,
 }
@@ -59,6 +62,18 @@ pub struct SpendLimits {
     /// What all replies of a day may cost, in micro-dollars, before the free
     /// tier is paused.
     pub daily_cap: u64,
+}
+
+/// Flood protection: a person who sends updates faster than this is paused,
+/// whatever their plan.
+#[derive(Debug, Clone)]
+pub struct FloodLimits {
+    /// Updates (messages and button presses together) a user may send;
+    /// empty turns flood protection off.
+    pub quotas: Vec<Quota>,
+    /// How long a user who crossed them is ignored. Zero pauses nobody: only
+    /// the updates over the quotas are dropped.
+    pub pause: Duration,
 }
 
 /// How often users may do things.

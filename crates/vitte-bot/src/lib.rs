@@ -51,6 +51,7 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
     let llm = responder::llm_from_settings(settings)?;
     let (replies, jobs) = mpsc::unbounded_channel();
     let signal = Arc::new(Notify::new());
+    middlewares::flood::describe_metrics();
     let bot = Arc::new(BotContext {
         store: ctx.store.clone(),
         clock: ctx.clock.clone(),
@@ -63,6 +64,10 @@ pub fn parts(ctx: &AppContext) -> Result<RoleParts, ConfigError> {
             free: settings.rate_free.0.clone(),
             premium: settings.rate_premium.0.clone(),
             buttons: settings.rate_buttons.0.clone(),
+        },
+        flood: context::FloodLimits {
+            quotas: settings.flood.0.clone(),
+            pause: settings.flood_block,
         },
         spend: context::SpendLimits {
             service: vitte_domain::services::SpendService::new(

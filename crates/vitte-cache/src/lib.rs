@@ -12,6 +12,10 @@
 //!
 //! The engine is chosen once, by the binary: `MemoryCache` when no Redis is
 //! configured, `RedisCache` otherwise.
+//!
+//! Hits, misses, fall-backs to the store and invalidations are counted per
+//! store ([`CachedStore::stats`]) and in the process's metrics
+//! ([`describe_metrics`] names them).
 
 mod codec;
 mod flight;
@@ -26,5 +30,8 @@ pub use keys::{Keys, SHAPE_VERSION};
 pub use memory::{MemoryCache, MemoryCapacity};
 pub use policy::CachePolicy;
 pub use redis_cache::{RedisCache, RedisCacheError, RedisSettings};
-pub use stats::CacheStats;
+pub use stats::{
+    CacheStats, FALLBACKS_METRIC, HITS_METRIC, INVALIDATIONS_METRIC, MISSES_METRIC,
+    describe_metrics,
+};
 pub use store::CachedStore;

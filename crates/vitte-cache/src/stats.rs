@@ -1,11 +1,42 @@
 //! Counters of the caching store, and the gate that keeps a failing cache
 //! from flooding the log.
+//!
+//! Each count also goes to the process's metrics (the `metrics` facade; a
+//! no-op until the binary installs a recorder): [`HITS_METRIC`],
+//! [`MISSES_METRIC`], [`FALLBACKS_METRIC`] and [`INVALIDATIONS_METRIC`].
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
-/// What the caching store has done since it was built. Metrics export these
-/// later; tests read them to tell a hit from a miss.
+/// Lookups answered from the cache, across every caching store of the process.
+pub const HITS_METRIC: &str = "vitte_cache_hits_total";
+/// Lookups that went to the store.
+pub const MISSES_METRIC: &str = "vitte_cache_misses_total";
+/// Cache operations that failed and were answered from the store instead.
+pub const FALLBACKS_METRIC: &str = "vitte_cache_fallbacks_total";
+/// Keys deleted because a write changed what they held.
+pub const INVALIDATIONS_METRIC: &str = "vitte_cache_invalidations_total";
+
+/// Describes the cache's metrics for the exporter; call once the recorder is
+/// in place.
+pub fn describe_metrics() {
+    metrics::describe_counter!(HITS_METRIC, "Cache lookups answered from the cache.");
+    metrics::describe_counter!(
+        MISSES_METRIC,
+        "Cache lookups that went to the database (absent, expired, or the cache failed)."
+    );
+    metrics::describe_counter!(
+        FALLBACKS_METRIC,
+        "Cache operations that failed (unreachable, timed out, undecodable) and fell back to the database."
+    );
+    metrics::describe_counter!(
+        INVALIDATIONS_METRIC,
+        "Cache keys deleted because a write changed what they held."
+    );
+}
+
+/// What the caching store has done since it was built; tests read them to
+/// tell a hit from a miss, metrics carry the same counts for the process.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
 pub struct CacheStats {
     /// Lookups answered from the cache.
@@ -31,19 +62,24 @@ pub(crate) struct Counters {
 impl Counters {
     pub(crate) fn hit(&self) {
         self.hits.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(HITS_METRIC).increment(1);
     }
 
     pub(crate) fn miss(&self) {
         self.misses.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(MISSES_METRIC).increment(1);
     }
 
+    /// A cache operation failed; the store answers instead.
     pub(crate) fn error(&self) {
         self.errors.fetch_add(1, Ordering::Relaxed);
+        metrics::counter!(FALLBACKS_METRIC).increment(1);
     }
 
     pub(crate) fn invalidated(&self, keys: usize) {
-        self.invalidations
-            .fetch_add(u64::try_from(keys).unwrap_or(u64::MAX), Ordering::Relaxed);
+        let keys = u64::try_from(keys).unwrap_or(u64::MAX);
+        self.invalidations.fetch_add(keys, Ordering::Relaxed);
+        metrics::counter!(INVALIDATIONS_METRIC).increment(keys);
     }
 
     pub(crate) fn errors(&self) -> u64 {
@@ -108,6 +144,38 @@ fn millis(d: Duration) -> u64 {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn counts_reach_the_metrics() {
+        let recorder = metrics_exporter_prometheus::PrometheusBuilder::new().build_recorder();
+        let handle = recorder.handle();
+        let counters = Counters::default();
+        metrics::with_local_recorder(&recorder, || {
+            counters.hit();
+            counters.hit();
+            counters.miss();
+            counters.error();
+            counters.invalidated(3);
+        });
+        let rendered = handle.render();
+        for line in [
+            "vitte_cache_hits_total 2",
+            "vitte_cache_misses_total 1",
+            "vitte_cache_fallbacks_total 1",
+            "vitte_cache_invalidations_total 3",
+        ] {
+            assert!(rendered.lines().any(|l| l == line), "{line} in {rendered}");
+        }
+        assert_eq!(
+            counters.snapshot(),
+            CacheStats {
+                hits: 2,
+                misses: 1,
+                errors: 1,
+                invalidations: 3
+            }
+        );
+    }
 
     #[test]
     fn gate_passes_one_event_per_period_and_counts_the_rest() {

@@ -14,6 +14,9 @@
 //! cost is that processes must keep their clocks in sync (NTP); a process
 //! running behind is merely stricter for its own events. Expiry uses only
 //! the relative `TAT - now`, so Redis's own clock does not matter.
+//!
+//! Failures: every call Redis fails is counted in
+//! `vitte_limiter_unavailable_total` before the error goes back to the caller.
 
 use std::fmt;
 use std::time::Duration;
@@ -91,6 +94,20 @@ impl RedisLimiter {
         self
     }
 
+    /// Counts calls that failed because Redis could not be reached or
+    /// refused the script (callers then decide alone, usually letting the
+    /// event through).
+    pub const UNAVAILABLE_METRIC: &str = "vitte_limiter_unavailable_total";
+
+    /// Describes this engine's metrics for the exporter; call once the
+    /// recorder is in place.
+    pub fn describe_metrics() {
+        metrics::describe_counter!(
+            Self::UNAVAILABLE_METRIC,
+            "Rate limiter calls that failed because Redis was unreachable or refused the script."
+        );
+    }
+
     /// The Redis key holding one quota's TAT under `key`.
     fn redis_key(&self, key: &str, params: &Params) -> String {
         format!(
@@ -133,7 +150,13 @@ impl RateLimiter for RedisLimiter {
         if params.is_empty() {
             return Ok(RateDecision::Allowed);
         }
-        let wait = self.run(key, &params, gcra::millis(now)).await?;
+        let wait = match self.run(key, &params, gcra::millis(now)).await {
+            Ok(wait) => wait,
+            Err(e) => {
+                metrics::counter!(Self::UNAVAILABLE_METRIC).increment(1);
+                return Err(e.into());
+            }
+        };
         Ok(if wait > 0 {
             RateDecision::Limited {
                 retry_after: gcra::wait_duration(wait),

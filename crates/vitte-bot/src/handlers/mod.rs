@@ -9,13 +9,14 @@ mod start;
 
 use teloxide_core::types::{Message, Update, UpdateKind};
 use vitte_domain::ids::UpdateId;
-use vitte_domain::model::User;
+use vitte_domain::model::{TelegramProfile, User};
 use vitte_domain::ports::StoreError;
 
 use crate::context::BotContext;
 use crate::i18n::Lang;
 use crate::keyboards::Callback;
-use crate::middlewares::{access, terms_gate};
+use crate::middlewares::flood::{self, Flood};
+use crate::middlewares::{access, limits, terms_gate};
 use crate::telegram::SendError;
 
 /// Why handling failed; the update is retried later (its lease runs out).
@@ -65,13 +66,14 @@ pub async fn handle(
             let Some(profile) = access::admit(Some(&q.from), &message.chat) else {
                 return Ok(());
             };
+            if !flood_gate(ctx, &profile, message.chat.id.0).await {
+                return Ok(());
+            }
             let Some(callback) = q.data.as_deref().and_then(Callback::parse) else {
                 return Ok(());
             };
             let caller = caller(ctx, &profile, message.chat.id.0).await?;
-            if crate::middlewares::limits::button(ctx, &caller.user).await
-                != crate::middlewares::limits::Verdict::Allowed
-            {
+            if limits::button(ctx, &caller.user).await != limits::Verdict::Allowed {
                 return Ok(());
             }
             let user = caller.user.id;
@@ -79,6 +81,34 @@ pub async fn handle(
         }
         _ => Ok(()),
     }
+}
+
+/// Counts the update against the flood quota, before anything else touches
+/// the store; `false` when it must be dropped. The update that starts a pause
+/// tells the person, in their language, when they can write again.
+async fn flood_gate(ctx: &BotContext, profile: &TelegramProfile, chat: i64) -> bool {
+    let now = ctx.clock.now();
+    let pause = match flood::check(ctx.limiter.as_ref(), &ctx.flood, profile.telegram_id, now).await
+    {
+        Flood::Clear => return true,
+        Flood::Dropped => return false,
+        Flood::Paused(pause) => pause,
+    };
+    // The language they chose, else their client's: the notice is best
+    // effort, and a store error must not bring the dropped update back.
+    let chosen = match ctx.store.user_by_telegram_id(profile.telegram_id).await {
+        Ok(user) => user.and_then(|u| u.language),
+        Err(e) => {
+            tracing::debug!(error = %e, "user unreadable; flood notice in the client's language");
+            None
+        }
+    };
+    let lang = Lang::from_code(chosen.as_deref().or(profile.language_code.as_deref()));
+    let text = flood::notice(&ctx.texts, lang, pause, now);
+    if let Err(e) = ctx.telegram.send_html(chat, &text, None).await {
+        tracing::warn!(error = %e, user = profile.telegram_id.get(), "flood notice not sent");
+    }
+    false
 }
 
 async fn caller(
@@ -133,6 +163,9 @@ async fn on_message(ctx: &BotContext, id: UpdateId, m: &Message) -> Result<(), H
     let Some(profile) = access::admit(m.from.as_ref(), &m.chat) else {
         return Ok(());
     };
+    if !flood_gate(ctx, &profile, m.chat.id.0).await {
+        return Ok(());
+    }
     let caller = caller(ctx, &profile, m.chat.id.0).await?;
     let user = caller.user.id;
     settle(ctx, user, route_message(ctx, caller, id, m).await).await

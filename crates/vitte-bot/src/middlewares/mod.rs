@@ -2,5 +2,6 @@
 //! handlers, where they are visible.
 
 pub mod access;
+pub mod flood;
 pub mod limits;
 pub mod terms_gate;
