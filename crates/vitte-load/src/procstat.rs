@@ -10,8 +10,11 @@ use std::fs;
 pub struct Sample {
     /// User plus system CPU time, in clock ticks.
     pub cpu_ticks: u64,
-    /// Resident memory, in kilobytes.
-    pub rss_kb: u64,
+    /// Proportional set size summed over the tree, in kilobytes: memory
+    /// shared between processes (PostgreSQL's buffers) counts once.
+    pub pss_kb: u64,
+    /// The highest peak resident size (VmHWM) of any one process of the tree.
+    pub peak_rss_kb: u64,
 }
 
 /// Clock ticks a second (`sysconf(_SC_CLK_TCK)`, 100 on every Linux we run on).
@@ -29,12 +32,13 @@ fn stat(pid: u32) -> Option<(u32, u64)> {
     Some((ppid, utime + stime))
 }
 
-fn rss_kb(pid: u32) -> u64 {
-    fs::read_to_string(format!("/proc/{pid}/status"))
+/// The kilobytes on the line starting with `field` of a `/proc/<pid>` file.
+fn kb(pid: u32, file: &str, field: &str) -> u64 {
+    fs::read_to_string(format!("/proc/{pid}/{file}"))
         .ok()
         .and_then(|s| {
             s.lines()
-                .find_map(|l| l.strip_prefix("VmRSS:"))
+                .find_map(|l| l.strip_prefix(field))
                 .and_then(|v| v.split_whitespace().next()?.parse().ok())
         })
         .unwrap_or(0)
@@ -74,7 +78,8 @@ pub fn sample(roots: &[(String, u32)]) -> HashMap<String, Sample> {
             for (&pid, &ticks) in &cpu {
                 if in_tree(pid, *root) {
                     total.cpu_ticks += ticks;
-                    total.rss_kb += rss_kb(pid);
+                    total.pss_kb += kb(pid, "smaps_rollup", "Pss:");
+                    total.peak_rss_kb = total.peak_rss_kb.max(kb(pid, "status", "VmHWM:"));
                 }
             }
             (name.clone(), total)
@@ -96,8 +101,9 @@ mod tests {
         }
         assert_ne!(x, 1);
         let s = sample(&[("me".to_owned(), me), ("gone".to_owned(), u32::MAX - 1)]);
-        assert!(s["me"].rss_kb > 1000, "{:?}", s["me"]);
-        assert_eq!(s["gone"].rss_kb, 0);
+        assert!(s["me"].pss_kb > 1000, "{:?}", s["me"]);
+        assert!(s["me"].peak_rss_kb >= s["me"].pss_kb / 2, "{:?}", s["me"]);
+        assert_eq!(s["gone"].pss_kb, 0);
         assert_eq!(s["gone"].cpu_ticks, 0);
     }
 }

@@ -101,10 +101,10 @@ pub fn markdown(args: &Args, o: &Outcome) -> String {
         t.answered_twice
     );
     let _ = writeln!(s, "| updates never delivered | {} |", o.undelivered);
-    if let Some((highest, notices)) = o.abuse {
+    if let Some((highest, notices, allowed)) = o.abuse {
         let _ = writeln!(
             s,
-            "| abuse check: {} quick messages over {} processes, limit {}/min | highest answered m{highest}, {notices} notice(s) |",
+            "| abuse check: {} quick messages over {} processes, limit {}/min | highest answered m{highest} (at most m{allowed} allowed), {notices} notice(s) |",
             args.abuse_messages,
             args.bots.len(),
             args.abuse_limit
@@ -134,10 +134,10 @@ pub fn markdown(args: &Args, o: &Outcome) -> String {
         let _ = writeln!(s, "\n## Processes (over the window)\n");
         let _ = writeln!(
             s,
-            "| process | CPU (% of one core) | peak RSS (MB) |\n|---|---|---|"
+            "| process | CPU (% of one core) | peak PSS of all its processes (MB) | peak RSS of its largest process (MB) |\n|---|---|---|---|"
         );
-        for (name, cpu, rss) in &o.processes {
-            let _ = writeln!(s, "| {name} | {cpu:.0} | {rss:.0} |");
+        for (name, cpu, pss, rss) in &o.processes {
+            let _ = writeln!(s, "| {name} | {cpu:.0} | {pss:.0} | {rss:.0} |");
         }
     }
     if !o.events.is_empty() {

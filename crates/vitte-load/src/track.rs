@@ -98,6 +98,7 @@ struct Chat {
     twice: u64,
     beyond: u64,
     refusals: u64,
+    last_activity: Option<Instant>,
     /// Everything shown, kept only while the chat is being onboarded.
     log: Option<Vec<BotActivity>>,
 }
@@ -240,6 +241,9 @@ impl Tracker {
         if let Some(log) = &mut c.log {
             log.push(event.clone());
         }
+        if event.kind == ActivityKind::Sent {
+            c.last_activity = Some(event.at);
+        }
         match event.kind {
             ActivityKind::ChatAction => {
                 if let Some(intended) = c.awaiting_typing.take()
@@ -305,13 +309,13 @@ impl Tracker {
         })
     }
 
-    /// Highest message of `chat` a reply quoted, and the rate-limit notices it got.
-    pub fn chat_summary(&self, chat: i64) -> (u64, u64) {
+    /// Highest message of `chat` a reply quoted, the rate-limit notices it
+    /// got, and when the bot last sent it something.
+    pub fn chat_summary(&self, chat: i64) -> (u64, u64, Option<Instant>) {
         let inner = self.lock();
-        inner
-            .chats
-            .get(&chat)
-            .map_or((0, 0), |c| (c.answered_upto, c.refusals))
+        inner.chats.get(&chat).map_or((0, 0, None), |c| {
+            (c.answered_upto, c.refusals, c.last_activity)
+        })
     }
 
     /// The totals, over chats for which `include` holds.
