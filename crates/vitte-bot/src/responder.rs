@@ -9,6 +9,12 @@
 //! brings them back. The same happens when the day's budget is spent: the
 //! person's own token allowance, or (for the free tier) the global cap on
 //! what the day's replies cost.
+//!
+//! A reply woken by a new message reads the store once: the dialog's newest
+//! messages, which hold both the history shown to the model and the pending
+//! messages it answers (everything else it needs is served by the caching
+//! store). Pending messages that might lie before that window are read on
+//! their own, and so are those the recovery sweep finds.
 
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -17,13 +23,14 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
+use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitte_domain::ids::{DialogId, UserId};
-use vitte_domain::model::{MessageState, NewMessage, Role};
+use vitte_domain::model::{Message, MessageState, NewMessage, Role};
 use vitte_domain::services::{
     IntimacyDecision, IntimacyInput, IntimacyService, LevelUp, PromptBudget, PromptBuilder,
-    PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, escape_html, format_usd,
-    shape_reply, start_of_day,
+    PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, SummaryPlanner,
+    escape_html, format_usd, shape_reply, start_of_day,
 };
 use vitte_llm::{
     ChatMessage, ChatRequest, LlmPolicy, LlmService, ModelChain, OpenAiCompatible, OpenAiConfig,
@@ -41,6 +48,12 @@ use crate::telegram::SendError;
 const LEASE: TimeDelta = TimeDelta::seconds(15);
 /// How often a generation in progress renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(4);
+/// A new message whose dialog another process is answering waits for that
+/// reply to end, trying for the lease this often…
+const LEASE_RETRY: Duration = Duration::from_millis(500);
+/// …for at most this long (a live owner renews its lease, so past this the
+/// recovery sweep takes over).
+const LEASE_WAIT: Duration = Duration::from_secs(15);
 /// Pending messages older than this with no reply in progress are recovered.
 const STALE: TimeDelta = TimeDelta::seconds(10);
 /// How often the recovery sweep looks.
@@ -87,13 +100,17 @@ pub struct Responder {
     ctx: Arc<BotContext>,
     llm: Arc<LlmService>,
     prompt: PromptBuilder,
+    /// Tells when a summary refresh is due; the same rules as the summarizer's.
+    planner: SummaryPlanner,
     safety: SafetyService,
     intimacy: IntimacyService,
     /// Identifies this process's leases.
     owner: String,
-    /// Dialogs being answered here, with a flag saying more work arrived meanwhile.
-    running: Mutex<HashMap<DialogId, bool>>,
+    /// Dialogs being answered here, with the work that arrived meanwhile.
+    running: Mutex<HashMap<DialogId, Wanted>>,
     tasks: TaskTracker,
+    /// Trips at shutdown, so replies waiting for a lease stop waiting.
+    stopping: CancellationToken,
     /// Edit one message as text arrives, instead of sending the reply whole.
     progressive: bool,
     /// Asks for the dialog's summary to be refreshed.
@@ -102,6 +119,25 @@ pub struct Responder {
     global_spend: Mutex<Option<GlobalSpend>>,
     /// When the spend-cap alert was last logged.
     cap_alerted: Mutex<Option<DateTime<Utc>>>,
+}
+
+/// Where a reply finds the pending messages it answers.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+enum Scope {
+    /// In the history window it reads anyway, when the window shows them
+    /// all: a new message is always in it.
+    Window,
+    /// Read on their own, however old: the recovery sweep's case, where a
+    /// message may have been left behind.
+    All,
+}
+
+/// A dialog being answered here: whether to answer it again when the
+/// current reply ends, because a job arrived meanwhile, and how.
+#[derive(Debug, Clone, Copy)]
+struct Wanted {
+    again: bool,
+    scope: Scope,
 }
 
 /// What all replies of a day cost, read at `read_at`.
@@ -127,11 +163,13 @@ impl Responder {
             ctx,
             llm,
             prompt: PromptBuilder::new(PromptBudget::default()),
+            planner: SummaryPlanner::default(),
             safety: SafetyService::default(),
             intimacy: IntimacyService::default(),
             owner,
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
+            stopping: CancellationToken::new(),
             progressive,
             summaries,
             global_spend: Mutex::new(None),
@@ -149,11 +187,12 @@ impl Responder {
             tokio::select! {
                 () = shutdown.wait() => break,
                 job = jobs.recv() => match job {
-                    Some(job) => self.start(job),
+                    Some(job) => self.start(job, Scope::Window),
                     None => break,
                 },
             }
         }
+        self.stopping.cancel();
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -186,26 +225,43 @@ impl Responder {
                 continue;
             };
             tracing::info!(dialog = dialog.0, "recovering unanswered messages");
-            self.start(ReplyJob {
-                dialog,
-                chat: user.telegram_id.get(),
-            });
+            self.start(
+                ReplyJob {
+                    dialog,
+                    chat: user.telegram_id.get(),
+                },
+                Scope::All,
+            );
         }
         Ok(())
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DialogId, bool>> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, HashMap<DialogId, Wanted>> {
         self.running.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn start(self: &Arc<Self>, job: ReplyJob) {
+    /// Answers the dialog of `job`, or, when a reply to it is under way
+    /// here, answers it again once that reply ends: each job is answered by
+    /// a reply that starts after it arrived.
+    fn start(self: &Arc<Self>, job: ReplyJob, scope: Scope) {
         {
             let mut running = self.lock();
-            if let Some(more) = running.get_mut(&job.dialog) {
-                *more = true;
+            if let Some(wanted) = running.get_mut(&job.dialog) {
+                wanted.scope = if wanted.again {
+                    wanted.scope.max(scope)
+                } else {
+                    scope
+                };
+                wanted.again = true;
                 return;
             }
-            running.insert(job.dialog, false);
+            running.insert(
+                job.dialog,
+                Wanted {
+                    again: false,
+                    scope,
+                },
+            );
         }
         let this = self.clone();
         self.tasks.spawn(async move {
@@ -216,11 +272,15 @@ impl Responder {
                 dialog: job.dialog,
                 armed: true,
             };
+            let mut scope = scope;
             loop {
-                this.answer(job).await;
+                this.answer(job, scope).await;
                 let mut running = this.lock();
                 match running.get_mut(&job.dialog) {
-                    Some(more) if *more => *more = false,
+                    Some(wanted) if wanted.again => {
+                        wanted.again = false;
+                        scope = wanted.scope;
+                    }
                     _ => {
                         // Removed under the lock, so a wake-up racing with
                         // the end of this task starts a new one.
@@ -283,51 +343,67 @@ impl Responder {
         Ok(())
     }
 
-    /// Answers the dialog's pending messages until none are left.
-    #[tracing::instrument(name = "reply", skip_all, fields(dialog = job.dialog.0))]
-    async fn answer(&self, job: ReplyJob) {
+    /// Takes the dialog's reply lease. When another process holds it and
+    /// `wait` is set, waits for that reply to end (trying every
+    /// `LEASE_RETRY`, for up to `LEASE_WAIT`): the messages that woke this
+    /// reply may have come after the other one read its history, and would
+    /// otherwise wait for the recovery sweep. `false` when the lease was not
+    /// taken.
+    async fn take_lease(&self, dialog: DialogId, wait: bool) -> bool {
+        let deadline = Instant::now() + LEASE_WAIT;
         loop {
             let now = self.ctx.clock.now();
             match self
                 .ctx
                 .store
-                .lease_reply(job.dialog, &self.owner, now, now + LEASE)
+                .lease_reply(dialog, &self.owner, now, now + LEASE)
                 .await
             {
-                Ok(true) => {}
-                Ok(false) => return, // another process is answering; it will see these messages
+                Ok(true) => return true,
+                // Another process is answering; it, a later wait or the
+                // recovery sweep will see these messages.
+                Ok(false) if !wait || Instant::now() >= deadline => return false,
+                Ok(false) => {}
                 Err(e) => {
                     tracing::warn!(error = %e, "cannot lease the dialog; recovery will retry");
-                    return;
+                    return false;
                 }
             }
-            let outcome = self.answer_once(job).await;
-            if let Err(e) = self.ctx.store.release_reply(job.dialog, &self.owner).await {
-                tracing::warn!(error = %e, "cannot release the reply lease; it will expire");
+            tokio::select! {
+                () = self.stopping.cancelled() => return false,
+                () = tokio::time::sleep(LEASE_RETRY) => {}
             }
-            match outcome {
-                Ok(true) => continue,
-                Ok(false) => return,
-                Err(ReplyError::Send(SendError::Blocked)) => {
-                    // Nobody to answer: stop retrying, and keep broadcasts
-                    // away until the person writes again.
-                    if let Err(e) = self.give_up_blocked(job).await {
-                        tracing::warn!(error = %e, "cannot record that the user blocked the bot");
-                    }
-                    return;
-                }
-                Err(e @ (ReplyError::Send(SendError::Refused(_)) | ReplyError::Gone)) => {
-                    tracing::error!(error = %e, "reply can never be delivered; messages marked failed");
-                    if let Err(e) = self.give_up_failed(job).await {
-                        tracing::warn!(error = %e, "could not tell the user their reply failed");
-                    }
-                    return;
-                }
-                Err(e) => {
-                    tracing::warn!(error = %e, "reply failed; recovery will retry");
-                    return;
+        }
+    }
+
+    /// Answers the dialog's pending messages with one reply. Messages that
+    /// arrive meanwhile wake their own reply (in this process through
+    /// [`Responder::start`], in another by waiting for the lease).
+    #[tracing::instrument(name = "reply", skip_all, fields(dialog = job.dialog.0))]
+    async fn answer(&self, job: ReplyJob, scope: Scope) {
+        if !self.take_lease(job.dialog, scope == Scope::Window).await {
+            return;
+        }
+        let outcome = self.answer_once(job, scope).await;
+        if let Err(e) = self.ctx.store.release_reply(job.dialog, &self.owner).await {
+            tracing::warn!(error = %e, "cannot release the reply lease; it will expire");
+        }
+        match outcome {
+            Ok(()) => {}
+            Err(ReplyError::Send(SendError::Blocked)) => {
+                // Nobody to answer: stop retrying, and keep broadcasts
+                // away until the person writes again.
+                if let Err(e) = self.give_up_blocked(job).await {
+                    tracing::warn!(error = %e, "cannot record that the user blocked the bot");
                 }
             }
+            Err(e @ (ReplyError::Send(SendError::Refused(_)) | ReplyError::Gone)) => {
+                tracing::error!(error = %e, "reply can never be delivered; messages marked failed");
+                if let Err(e) = self.give_up_failed(job).await {
+                    tracing::warn!(error = %e, "could not tell the user their reply failed");
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "reply failed; recovery will retry"),
         }
     }
 
@@ -354,13 +430,41 @@ impl Responder {
         Ok(())
     }
 
-    /// One reply to everything pending; `Ok(false)` when nothing was pending.
-    async fn answer_once(&self, job: ReplyJob) -> Result<bool, ReplyError> {
+    /// The messages a reply answers and the history it shows the model;
+    /// `None` when nothing is pending. With [`Scope::Window`] one read gives
+    /// both, unless the window may not hold every pending message.
+    async fn conversation(
+        &self,
+        dialog: DialogId,
+        scope: Scope,
+    ) -> Result<Option<(Vec<Message>, Vec<Message>)>, vitte_domain::ports::StoreError> {
         let store = &self.ctx.store;
-        let pending = store.pending_messages(job.dialog).await?;
-        if pending.is_empty() {
-            return Ok(false);
+        if scope == Scope::Window {
+            let history = store.recent_messages(dialog, HISTORY).await?;
+            if !may_miss_pending(&history, HISTORY) {
+                let pending: Vec<Message> = history
+                    .iter()
+                    .filter(|m| m.role == Role::User && m.state == MessageState::Pending)
+                    .cloned()
+                    .collect();
+                return Ok((!pending.is_empty()).then_some((pending, history)));
+            }
         }
+        // Pending first, so that none of them is newer than the history.
+        let pending = store.pending_messages(dialog).await?;
+        if pending.is_empty() {
+            return Ok(None);
+        }
+        let history = store.recent_messages(dialog, HISTORY).await?;
+        Ok(Some((pending, history)))
+    }
+
+    /// One reply to everything pending (nothing when nothing is).
+    async fn answer_once(&self, job: ReplyJob, scope: Scope) -> Result<(), ReplyError> {
+        let store = &self.ctx.store;
+        let Some((pending, mut history)) = self.conversation(job.dialog, scope).await? else {
+            return Ok(());
+        };
         let dialog = store.dialog(job.dialog).await?.ok_or(ReplyError::Gone)?;
         let user = store.user(dialog.user_id).await?.ok_or(ReplyError::Gone)?;
         let persona = store
@@ -389,7 +493,7 @@ impl Responder {
             store.set_message_state(&ids, MessageState::Dropped).await?;
             let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
-            return Ok(true);
+            return Ok(());
         }
 
         // Past the day's budget the model is not asked; the messages wait,
@@ -408,19 +512,22 @@ impl Responder {
             store.set_message_state(&ids, MessageState::Failed).await?;
             let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
-            return Ok(true);
+            return Ok(());
         }
 
-        let mut history = store.recent_messages(job.dialog, HISTORY).await?;
         // Messages that arrived after `pending` was read wait for the next
         // reply: this one answers exactly `ids`, so the model must not see more.
         let newest = ids.last().copied();
+        // Older messages than these may exist (and may need summarising).
+        let window_start = (history.len() >= HISTORY as usize)
+            .then(|| history.first().map(|m| m.id))
+            .flatten();
         history.retain(|m| Some(m.id) <= newest || m.role != Role::User);
         conversation_order(&mut history);
         let mut memories = Vec::new();
-        if let Some(summary) = store.summary(job.dialog).await? {
-            memories.push(summary);
-        }
+        let summary = store.summary(job.dialog).await?;
+        let covered = summary.as_ref().and_then(|s| s.covers_until);
+        memories.extend(summary);
         memories.extend(store.facts(job.dialog).await?);
         let now = self.ctx.clock.now();
         let unlocked = store
@@ -439,7 +546,8 @@ impl Responder {
             history: &history,
         });
         let request = ChatRequest::new(built.messages.iter().map(to_chat).collect());
-        if built.history_used < history.len() {
+        let outside = &history[..history.len() - built.history_used];
+        if self.summary_due(outside, window_start, covered) {
             let _ = self.summaries.send(crate::memory::SummaryJob {
                 dialog: job.dialog,
                 window: built.history_used,
@@ -487,7 +595,7 @@ impl Responder {
                     &[("name", &escape_html(&persona.card.name))],
                 );
                 display.notice(&text).await?;
-                return Ok(false);
+                return Ok(());
             }
         };
         if let SafetyVerdict::Block { category } = self.safety.check_output(&completion.text) {
@@ -498,7 +606,7 @@ impl Responder {
             store.set_message_state(&ids, MessageState::Dropped).await?;
             let text = self.ctx.texts.get(lang, "chat.refusal", &[("name", &name)]);
             display.notice(&text).await?;
-            return Ok(true);
+            return Ok(());
         }
         let parts = shape_reply(&completion.text, TELEGRAM_LIMIT);
         // Sending can wait out Telegram's "retry after" for a while: keep the
@@ -533,7 +641,7 @@ impl Responder {
             );
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
         }
-        Ok(true)
+        Ok(())
     }
 
     /// Whether the day's budgets allow one more reply to `user`: their own
@@ -603,6 +711,26 @@ impl Responder {
             cap_micros = cap,
             "daily LLM spend cap reached"
         );
+    }
+
+    /// Whether the summarizer would find something to fold into the summary
+    /// (which ends at `covered`): enough of the messages `outside` the
+    /// prompt are not in it yet, or some may lie before the history window
+    /// (which starts at `window_start` when the dialog is longer) without
+    /// the summary reaching them. Asking only then spares the summarizer a
+    /// read of the dialog on every reply of a long conversation.
+    fn summary_due(
+        &self,
+        outside: &[Message],
+        window_start: Option<vitte_domain::ids::MessageId>,
+        covered: Option<vitte_domain::ids::MessageId>,
+    ) -> bool {
+        if outside.is_empty() {
+            return false;
+        }
+        let before_window =
+            window_start.is_some_and(|start| covered.is_none_or(|until| until < start));
+        before_window || self.planner.plan(outside, covered).is_some()
     }
 
     /// How the pending messages move the relationship: each message is
@@ -677,6 +805,24 @@ enum ReplyError {
     Gone,
     #[error("the reply lease was lost to another process")]
     LeaseLost,
+}
+
+/// Whether pending messages may lie before `history`, the newest `limit`
+/// messages of a dialog. Not when it holds the whole dialog. Otherwise only
+/// when its first user message is still pending (or it has none): every
+/// reply settles all the messages pending when it started, so a settled
+/// user message has none pending before it, while a pending one may be the
+/// tail of a run that started before the window. (`/retry` reopening
+/// failures older than the window is the exception; the recovery sweep,
+/// which reads pending messages on their own, answers those.)
+fn may_miss_pending(history: &[Message], limit: u32) -> bool {
+    if history.len() < usize::try_from(limit).unwrap_or(usize::MAX) {
+        return false;
+    }
+    history
+        .iter()
+        .find(|m| m.role == Role::User)
+        .is_none_or(|m| m.state == MessageState::Pending)
 }
 
 /// Puts each reply right after the message it answers. Storage orders by
@@ -875,5 +1021,45 @@ mod tests {
         conversation_order(&mut history);
         let ids: Vec<i64> = history.iter().map(|m| m.id.0).collect();
         assert_eq!(ids, [1, 2, 5, 3, 4, 6]);
+    }
+
+    fn user(id: i64, state: MessageState) -> Message {
+        Message {
+            state,
+            ..message(id, Role::User, None)
+        }
+    }
+
+    #[test]
+    fn the_window_shows_every_pending_message_unless_a_run_reaches_its_start() {
+        use MessageState::{Answered, Failed, Pending};
+        // The whole dialog: nothing can be before it.
+        let short = [user(1, Pending), message(2, Role::Assistant, None)];
+        assert!(!may_miss_pending(&short, 3));
+        // Full, and its first user message was answered: every message
+        // pending before it was settled by that reply.
+        let settled = [
+            message(1, Role::Assistant, None),
+            user(2, Answered),
+            message(3, Role::Assistant, Some(2)),
+            user(4, Pending),
+        ];
+        assert!(!may_miss_pending(&settled, 4));
+        let failed = [user(1, Failed), user(2, Pending)];
+        assert!(!may_miss_pending(&failed, 2));
+        // Full, and it starts inside a run of pending messages (a reply to
+        // an earlier message may sit among them).
+        let run = [
+            message(1, Role::Assistant, Some(0)),
+            user(2, Pending),
+            user(3, Pending),
+        ];
+        assert!(may_miss_pending(&run, 3));
+        // Full of replies: nothing tells.
+        let replies = [
+            message(1, Role::Assistant, None),
+            message(2, Role::Assistant, None),
+        ];
+        assert!(may_miss_pending(&replies, 2));
     }
 }

@@ -1,17 +1,17 @@
 //! Cache keys: `{namespace}:v{SHAPE_VERSION}:{kind}:{id}`, e.g.
-//! `vitte:c:v1:user:42`.
+//! `vitte:c:v2:user:42`.
 //!
 //! The namespace keeps deployments (and tests) that share one Redis apart;
 //! the shape version keeps a build from reading bytes written by a build
 //! whose cached shapes differ.
 
-use vitte_domain::ids::{DialogId, PersonaId, PersonaSlug, TelegramUserId, UserId};
+use vitte_domain::ids::{DialogId, MemoryId, PersonaId, PersonaSlug, TelegramUserId, UserId};
 
 /// Version of the cached value shapes. Bump it whenever a cached struct
 /// changes (a field added, renamed or retyped): a deploy then reads and
 /// writes fresh keys and never decodes stale bytes; the old keys expire on
 /// their own.
-pub const SHAPE_VERSION: u32 = 1;
+pub const SHAPE_VERSION: u32 = 2;
 
 /// Builds every key the caching store uses, so the format lives in one place.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -61,9 +61,36 @@ impl Keys {
     }
 
     /// Whose dialog a dialog id is, so a write that only knows the dialog id
-    /// (intimacy) can find the active-dialog key to invalidate.
+    /// (intimacy, a reply's cost) can find the active-dialog and usage keys
+    /// it changes.
     pub fn dialog_owner(&self, dialog: DialogId) -> String {
         self.key("dialog_owner", dialog)
+    }
+
+    /// A dialog, by our key.
+    pub fn dialog(&self, id: DialogId) -> String {
+        self.key("dialog_id", id)
+    }
+
+    /// A dialog's rolling summary.
+    pub fn summary(&self, dialog: DialogId) -> String {
+        self.key("summary", dialog)
+    }
+
+    /// A dialog's pinned facts.
+    pub fn facts(&self, dialog: DialogId) -> String {
+        self.key("facts", dialog)
+    }
+
+    /// Which dialog a memory belongs to, so forgetting a memory (which names
+    /// only the memory) can find the summary and facts keys to invalidate.
+    pub fn memory_dialog(&self, memory: MemoryId) -> String {
+        self.key("memory_dialog", memory)
+    }
+
+    /// A user's token usage since the start of their spend day.
+    pub fn usage(&self, user: UserId) -> String {
+        self.key("usage", user)
     }
 
     /// A user's active subscription.
@@ -84,16 +111,19 @@ mod tests {
     #[test]
     fn keys_are_namespaced_and_versioned() {
         let keys = Keys::new("vitte:c");
-        assert_eq!(keys.user(UserId(42)), "vitte:c:v1:user:42");
+        assert_eq!(keys.user(UserId(42)), "vitte:c:v2:user:42");
         let tg = TelegramUserId::try_from(7).expect("positive");
-        assert_eq!(keys.user_by_telegram(tg), "vitte:c:v1:user_tg:7");
+        assert_eq!(keys.user_by_telegram(tg), "vitte:c:v2:user_tg:7");
         let slug = PersonaSlug::parse("mira").expect("slug");
-        assert_eq!(keys.persona_by_slug(&slug), "vitte:c:v1:persona_slug:mira");
+        assert_eq!(keys.persona_by_slug(&slug), "vitte:c:v2:persona_slug:mira");
         assert_eq!(
             keys.active_dialog(UserId(1), PersonaId(2)),
-            "vitte:c:v1:dialog:1:2"
+            "vitte:c:v2:dialog:1:2"
         );
-        assert_eq!(keys.subscription(UserId(3)), "vitte:c:v1:sub:3");
+        assert_eq!(keys.dialog(DialogId(2)), "vitte:c:v2:dialog_id:2");
+        assert_eq!(keys.subscription(UserId(3)), "vitte:c:v2:sub:3");
+        assert_eq!(keys.usage(UserId(3)), "vitte:c:v2:usage:3");
+        assert_ne!(keys.summary(DialogId(4)), keys.facts(DialogId(4)));
         assert_ne!(
             Keys::new("a").user(UserId(1)),
             Keys::new("b").user(UserId(1))

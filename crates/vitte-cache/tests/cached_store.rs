@@ -1,7 +1,8 @@
 //! What the caching store adds to a store: reads answered from the cache,
-//! writes visible on the very next read, periods and unlocks that end while
-//! cached, one load per cold key, and a cache that may fail without any
-//! request failing.
+//! writes visible on the very next read, values kept right in place by the
+//! writes of every chat message (so that the next message finds them
+//! cached), periods and unlocks that end while cached, one load per cold
+//! key, and a cache that may fail without any request failing.
 
 mod support;
 
@@ -11,12 +12,14 @@ use std::time::Duration;
 
 use chrono::{DateTime, TimeDelta, Utc};
 use vitte_cache::{CachePolicy, CachedStore, MemoryCache, RedisCache, RedisSettings};
-use vitte_domain::ids::{Currency, Money, PersonaSlug, TelegramUserId};
+use vitte_domain::ids::{Currency, DialogId, MessageId, Money, PersonaSlug, TelegramUserId};
 use vitte_domain::model::{
-    Grant, NewPayment, PaymentProvider, Persona, PersonaCard, TelegramProfile, User,
+    Dialog, Grant, Message, MessageState, ModelUsage, NewMessage, NewPayment, PaymentProvider,
+    Persona, PersonaCard, Role, TelegramProfile, TokenUsage, User,
 };
 use vitte_domain::ports::{
-    Cache, DialogRepo, EntitlementRepo, PaymentRepo, PersonaRepo, SettleOutcome, UserRepo,
+    Cache, DialogRepo, EntitlementRepo, MemoryRepo, MessageRepo, PaymentRepo, PersonaRepo,
+    SettleOutcome, UserRepo,
 };
 
 use support::counting::CountingStore;
@@ -568,8 +571,51 @@ async fn a_cold_key_is_loaded_once_however_many_want_it() {
     assert_eq!((stats.misses, stats.hits), (1, 49));
 }
 
-/// The reads the chat path makes for one message.
-async fn chat_message_reads(s: &CachedStore, tg: TelegramUserId, now: DateTime<Utc>) {
+/// A person's message, pending.
+fn said(dialog: DialogId, text: &str) -> NewMessage {
+    NewMessage {
+        dialog_id: dialog,
+        role: Role::User,
+        text: text.to_owned(),
+        state: MessageState::Pending,
+        telegram_message_id: None,
+        update_id: None,
+        reply_to: None,
+        usage: None,
+    }
+}
+
+/// A reply to `asked` that cost `tokens` of `model`.
+fn reply(dialog: DialogId, asked: MessageId, model: &str, tokens: (i32, i32)) -> NewMessage {
+    NewMessage {
+        dialog_id: dialog,
+        role: Role::Assistant,
+        text: "hi".to_owned(),
+        state: MessageState::Sent,
+        telegram_message_id: None,
+        update_id: None,
+        reply_to: Some(asked),
+        usage: Some(TokenUsage {
+            model: model.to_owned(),
+            prompt_tokens: tokens.0,
+            completion_tokens: tokens.1,
+        }),
+    }
+}
+
+fn usage(model: &str, prompt_tokens: i64, completion_tokens: i64) -> ModelUsage {
+    ModelUsage {
+        model: model.to_owned(),
+        prompt_tokens,
+        completion_tokens,
+    }
+}
+
+/// What one chat message does to the store, as the handler and the
+/// responder call it, apart from reading the dialog's recent messages (never
+/// cached): the reads, then the writes that store the message and its reply.
+async fn chat_message(s: &CachedStore, tg: TelegramUserId, now: DateTime<Utc>) {
+    // The handler.
     let user = s
         .user_by_telegram_id(tg)
         .await
@@ -580,14 +626,56 @@ async fn chat_message_reads(s: &CachedStore, tg: TelegramUserId, now: DateTime<U
         .await
         .expect("persona")
         .expect("exists");
-    s.open_dialog(user.id, persona_id, now)
-        .await
-        .expect("dialog");
-    s.active_dialog(user.id, persona_id).await.expect("dialog");
     s.active_subscription(user.id, now)
         .await
         .expect("subscription");
+    let dialog = s
+        .open_dialog(user.id, persona_id, now)
+        .await
+        .expect("dialog");
+    let asked = s
+        .append_message(&said(dialog.id, "hello"), now)
+        .await
+        .expect("append");
+    // The responder.
+    let d = s.dialog(dialog.id).await.expect("dialog").expect("exists");
+    s.user(d.user_id).await.expect("user").expect("exists");
+    s.persona(d.persona_id)
+        .await
+        .expect("persona")
+        .expect("exists");
+    s.active_subscription(user.id, now)
+        .await
+        .expect("subscription");
+    s.usage_since(Some(user.id), t0()).await.expect("usage");
+    s.summary(dialog.id).await.expect("summary");
+    s.facts(dialog.id).await.expect("facts");
     s.unlocks(user.id, now).await.expect("unlocks");
+    s.complete_reply(&[asked.id], &reply(dialog.id, asked.id, "m", (10, 2)), now)
+        .await
+        .expect("reply");
+    s.add_intimacy(dialog.id, 1, now).await.expect("intimacy");
+}
+
+/// The calls a chat message made to the store that are reads.
+fn reads(calls: &std::collections::BTreeMap<&'static str, u64>) -> u64 {
+    const WRITES: [&str; 3] = ["append_message", "complete_reply", "add_intimacy"];
+    calls
+        .iter()
+        .filter(|(name, _)| !WRITES.contains(name))
+        .map(|(_, n)| n)
+        .sum()
+}
+
+fn minus(
+    after: std::collections::BTreeMap<&'static str, u64>,
+    before: &std::collections::BTreeMap<&'static str, u64>,
+) -> std::collections::BTreeMap<&'static str, u64> {
+    after
+        .into_iter()
+        .map(|(name, n)| (name, n - before.get(name).copied().unwrap_or(0)))
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 #[tokio::test]
@@ -597,7 +685,7 @@ async fn a_warm_chat_message_makes_no_store_reads() {
     let u = rig.user(1).await;
     let p = rig.persona("mira").await;
     s.set_current_persona(u.id, p.id).await.expect("switch");
-    s.open_dialog(u.id, p.id, t0()).await.expect("open");
+    let d = s.open_dialog(u.id, p.id, t0()).await.expect("open");
     s.apply_grant(
         u.id,
         &Grant::Subscription {
@@ -616,21 +704,338 @@ async fn a_warm_chat_message_makes_no_store_reads() {
             keys.user(u.id),
             keys.persona(p.id),
             keys.active_dialog(u.id, p.id),
+            keys.dialog(d.id),
             keys.subscription(u.id),
             keys.unlocks(u.id),
+            keys.usage(u.id),
+            keys.summary(d.id),
+            keys.facts(d.id),
         ])
         .await
         .expect("delete");
 
-    let before = rig.counts.total();
-    chat_message_reads(s, u.telegram_id, at(10)).await;
-    let cold = rig.counts.total() - before;
-    let before = rig.counts.total();
-    chat_message_reads(s, u.telegram_id, at(20)).await;
-    let warm = rig.counts.total() - before;
-    println!("store queries per chat message: cold {cold}, warm {warm}");
-    assert_eq!(cold, 5, "{:?}", rig.counts.all_calls());
-    assert_eq!(warm, 0, "{:?}", rig.counts.all_calls());
+    let before = rig.counts.all_calls();
+    chat_message(s, u.telegram_id, at(10)).await;
+    let cold = minus(rig.counts.all_calls(), &before);
+    let mut warm = Vec::new();
+    for i in 0..3 {
+        let before = rig.counts.all_calls();
+        chat_message(s, u.telegram_id, at(20 + i)).await;
+        warm.push(minus(rig.counts.all_calls(), &before));
+    }
+    println!("store calls of a chat message: cold {cold:?}, warm {warm:?}");
+    // User (by Telegram id, which caches it by id too), persona,
+    // subscription, dialog (active and by id), usage, summary, facts, unlocks.
+    assert_eq!(reads(&cold), 9, "{cold:?}");
+    for calls in &warm {
+        assert_eq!(reads(calls), 0, "{calls:?}");
+        assert_eq!(calls.len(), 3, "only the writes: {calls:?}");
+    }
+    // What was cached is what the store holds after those writes.
+    let cached = s.dialog(d.id).await.expect("read").expect("exists");
+    let stored = rig
+        .counts
+        .dialog(d.id)
+        .await
+        .expect("read")
+        .expect("exists");
+    assert_eq!(cached, stored);
+    assert_eq!(cached.intimacy_score, 4);
+    assert_eq!(
+        s.active_dialog(u.id, p.id).await.expect("read"),
+        Some(Dialog {
+            updated_at: cached.updated_at,
+            ..stored
+        })
+    );
+    assert_eq!(
+        s.usage_since(Some(u.id), t0()).await.expect("usage"),
+        [usage("m", 40, 8)]
+    );
+    assert_eq!(
+        rig.counts
+            .usage_since(Some(u.id), t0())
+            .await
+            .expect("usage"),
+        [usage("m", 40, 8)]
+    );
+}
+
+#[tokio::test]
+async fn a_dialog_read_by_id_follows_every_write() {
+    let rig = Rig::new().await;
+    let s = &rig.store;
+    let u = rig.user(1).await;
+    let p = rig.persona("mira").await;
+    let d = s.open_dialog(u.id, p.id, t0()).await.expect("open");
+    let ghost = DialogId(d.id.0 + 100);
+    assert_eq!(s.dialog(ghost).await.expect("read"), None);
+    assert_eq!(s.dialog(ghost).await.expect("read"), None);
+    assert_eq!(
+        rig.counts.calls("dialog"),
+        2,
+        "an id not taken yet is not cached"
+    );
+
+    assert_eq!(s.dialog(d.id).await.expect("read"), Some(d.clone()));
+    assert_eq!(s.dialog(d.id).await.expect("read"), Some(d.clone()));
+    assert_eq!(rig.counts.calls("dialog"), 3);
+    // The cached copy, checked against the store; counts only the reads
+    // the cached copy made.
+    let checks = AtomicUsize::new(0);
+    let exact = |d: DialogId| {
+        let (counts, checks) = (rig.counts.clone(), &checks);
+        async move {
+            let cached = s.dialog(d).await.expect("read");
+            checks.fetch_add(1, Ordering::SeqCst);
+            let stored = counts.dialog(d).await.expect("read");
+            assert_eq!(cached, stored);
+            cached.expect("exists")
+        }
+    };
+    let cached_reads = || {
+        rig.counts.calls("dialog") - u64::try_from(checks.load(Ordering::SeqCst)).expect("small")
+    };
+
+    // Messages move `updated_at`, in place.
+    let asked = s
+        .append_message(&said(d.id, "hi"), at(5))
+        .await
+        .expect("append");
+    assert_eq!(exact(d.id).await.updated_at, at(5));
+    s.complete_reply(&[asked.id], &reply(d.id, asked.id, "m", (1, 1)), at(7))
+        .await
+        .expect("reply");
+    assert_eq!(exact(d.id).await.updated_at, at(7));
+    // An older instant does not move it back; a fraction of a microsecond
+    // is dropped as the store drops it.
+    s.append_message(&said(d.id, "late"), at(6))
+        .await
+        .expect("append");
+    assert_eq!(exact(d.id).await.updated_at, at(7));
+    s.add_intimacy(d.id, 3, at(8) + TimeDelta::nanoseconds(1_500))
+        .await
+        .expect("add");
+    let got = exact(d.id).await;
+    assert_eq!(got.intimacy_score, 3);
+    assert_eq!(got.updated_at, at(8) + TimeDelta::microseconds(1));
+
+    // A reset deactivates it, even when only its copy by id is cached.
+    rig.cache
+        .delete(&[s.keys().active_dialog(u.id, p.id)])
+        .await
+        .expect("delete");
+    let fresh = s.reset_dialog(u.id, p.id, at(9)).await.expect("reset");
+    assert!(!exact(d.id).await.active);
+    assert!(exact(fresh.id).await.active);
+    assert_eq!(
+        cached_reads(),
+        5,
+        "read again only after the reset, and the new one once"
+    );
+}
+
+#[tokio::test]
+async fn memories_are_read_once_and_every_change_shows() {
+    let rig = Rig::new().await;
+    let s = &rig.store;
+    let u = rig.user(1).await;
+    let p = rig.persona("mira").await;
+    let d = s.open_dialog(u.id, p.id, t0()).await.expect("open");
+    let m = s
+        .append_message(&said(d.id, "hi"), at(1))
+        .await
+        .expect("append");
+    for _ in 0..3 {
+        assert_eq!(s.summary(d.id).await.expect("summary"), None);
+        assert!(s.facts(d.id).await.expect("facts").is_empty());
+    }
+    assert_eq!(rig.counts.calls("summary"), 1);
+    assert_eq!(rig.counts.calls("facts"), 1);
+
+    s.put_summary(d.id, "They met.", m.id, at(2))
+        .await
+        .expect("summary");
+    let cat = s
+        .add_fact(d.id, "Her cat is Tom.", at(3))
+        .await
+        .expect("fact");
+    let got = s.summary(d.id).await.expect("summary").expect("some");
+    assert_eq!(got.text, "They met.");
+    assert_eq!(
+        s.facts(d.id).await.expect("facts"),
+        std::slice::from_ref(&cat)
+    );
+    s.put_summary(d.id, "They met twice.", m.id, at(4))
+        .await
+        .expect("summary");
+    let city = s
+        .add_fact(d.id, "Lives in Kazan.", at(5))
+        .await
+        .expect("fact");
+    let summary = s.summary(d.id).await.expect("summary").expect("some");
+    assert_eq!(summary.text, "They met twice.");
+    assert_eq!(
+        s.facts(d.id).await.expect("facts"),
+        [cat.clone(), city.clone()]
+    );
+
+    // Forgetting names only the memory: its pointer finds the dialog.
+    s.delete_memory(cat.id).await.expect("forget");
+    assert_eq!(
+        s.facts(d.id).await.expect("facts"),
+        std::slice::from_ref(&city)
+    );
+    s.delete_memory(summary.id).await.expect("forget");
+    assert_eq!(s.summary(d.id).await.expect("summary"), None);
+    assert_eq!(s.facts(d.id).await.expect("facts"), [city]);
+    let reads = rig.counts.calls("summary") + rig.counts.calls("facts");
+    s.summary(d.id).await.expect("summary");
+    s.facts(d.id).await.expect("facts");
+    assert_eq!(
+        rig.counts.calls("summary") + rig.counts.calls("facts"),
+        reads
+    );
+}
+
+/// The store's own answer.
+async fn stored_usage(rig: &Rig, user: vitte_domain::ids::UserId, since: i64) -> Vec<ModelUsage> {
+    rig.counts
+        .usage_since(Some(user), at(since))
+        .await
+        .expect("usage")
+}
+
+#[tokio::test]
+async fn a_users_usage_is_read_once_and_each_reply_adds_to_it() {
+    let rig = Rig::new().await;
+    let s = &rig.store;
+    let u = rig.user(1).await;
+    let p = rig.persona("mira").await;
+    let zoe = rig.persona("zoe").await;
+    let d = s.open_dialog(u.id, p.id, t0()).await.expect("open");
+    let other = s.open_dialog(u.id, zoe.id, t0()).await.expect("open");
+    let exchange = |dialog: DialogId, model: &'static str, tokens: (i32, i32), when: i64| async move {
+        let asked = s
+            .append_message(&said(dialog, "hello"), at(when))
+            .await
+            .expect("append");
+        s.complete_reply(
+            &[asked.id],
+            &reply(dialog, asked.id, model, tokens),
+            at(when),
+        )
+        .await
+        .expect("reply")
+    };
+    exchange(d.id, "b/model", (100, 10), 1).await;
+    let since = 2;
+    assert_eq!(
+        s.usage_since(Some(u.id), at(since)).await.expect("usage"),
+        []
+    );
+    let read = rig.counts.calls("usage_since");
+
+    exchange(d.id, "b/model", (5, 1), 3).await;
+    exchange(other.id, "a/model", (7, 3), 4).await;
+    exchange(d.id, "c/model", (1, 1), 5).await;
+    let expected = [
+        usage("a/model", 7, 3),
+        usage("b/model", 5, 1),
+        usage("c/model", 1, 1),
+    ];
+    assert_eq!(
+        s.usage_since(Some(u.id), at(since)).await.expect("usage"),
+        expected
+    );
+    assert_eq!(
+        rig.counts.calls("usage_since"),
+        read,
+        "every reply was added in place"
+    );
+    assert_eq!(stored_usage(&rig, u.id, since).await, expected);
+
+    // Another start is another figure, read from the store.
+    let before = rig.counts.calls("usage_since");
+    let got = s.usage_since(Some(u.id), at(0)).await.expect("usage");
+    assert_eq!(rig.counts.calls("usage_since"), before + 1);
+    assert_eq!(got, stored_usage(&rig, u.id, 0).await);
+    // A reply stored before the start counted does not add to it.
+    exchange(d.id, "b/model", (9, 9), 0).await;
+    assert_eq!(
+        s.usage_since(Some(u.id), at(1)).await.expect("usage"),
+        stored_usage(&rig, u.id, 1).await
+    );
+    exchange(d.id, "b/model", (9, 9), 0).await;
+    assert_eq!(
+        s.usage_since(Some(u.id), at(1)).await.expect("usage"),
+        stored_usage(&rig, u.id, 1).await
+    );
+
+    // A cost stored outside `complete_reply` drops the figure.
+    let paid = NewMessage {
+        reply_to: None,
+        ..reply(d.id, MessageId(0), "d/model", (2, 2))
+    };
+    s.append_message(&paid, at(6)).await.expect("append");
+    assert_eq!(
+        s.usage_since(Some(u.id), at(1)).await.expect("usage"),
+        stored_usage(&rig, u.id, 1).await
+    );
+    // Everyone's is never cached.
+    let global = rig.counts.calls("usage_since");
+    s.usage_since(None, at(0)).await.expect("usage");
+    s.usage_since(None, at(0)).await.expect("usage");
+    assert_eq!(rig.counts.calls("usage_since"), global + 2);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_reply_racing_a_load_of_the_usage_is_counted_once() {
+    let rig = Arc::new(Rig::new().await);
+    let u = rig.user(1).await;
+    let p = rig.persona("mira").await;
+    let d = rig.store.open_dialog(u.id, p.id, t0()).await.expect("open");
+    // The owner is known from the cache, as on the chat path.
+    rig.store.dialog(d.id).await.expect("dialog");
+    let mut asked: Vec<Message> = Vec::new();
+    for i in 0..100 {
+        asked.push(
+            rig.store
+                .append_message(&said(d.id, "hello"), at(i))
+                .await
+                .expect("append"),
+        );
+    }
+    for (i, message) in asked.into_iter().enumerate() {
+        // Start cold each time, so the load and the write race.
+        rig.cache
+            .delete(&[rig.store.keys().usage(u.id)])
+            .await
+            .expect("delete");
+        let writer = {
+            let rig = rig.clone();
+            tokio::spawn(async move {
+                let answer = reply(d.id, message.id, "m", (1, 0));
+                rig.store
+                    .complete_reply(&[message.id], &answer, at(100))
+                    .await
+                    .expect("reply");
+            })
+        };
+        let reader = {
+            let rig = rig.clone();
+            tokio::spawn(async move { rig.store.usage_since(Some(u.id), t0()).await })
+        };
+        writer.await.expect("writer");
+        reader.await.expect("reader").expect("usage");
+        let cached = rig
+            .store
+            .usage_since(Some(u.id), t0())
+            .await
+            .expect("usage");
+        let count = i64::try_from(i).expect("small") + 1;
+        assert_eq!(cached, [usage("m", count, 0)], "after reply {count}");
+    }
 }
 
 #[tokio::test(flavor = "current_thread")]
@@ -692,9 +1097,17 @@ async fn the_chat_reads_hit_redis_too() {
         .expect("persona");
     s.set_current_persona(u.id, p.id).await.expect("switch");
 
-    chat_message_reads(&s, u.telegram_id, at(10)).await;
-    let before = counts.total();
-    chat_message_reads(&s, u.telegram_id, at(20)).await;
-    assert_eq!(counts.total(), before, "{:?}", counts.all_calls());
+    s.open_dialog(u.id, p.id, t0()).await.expect("open");
+
+    chat_message(&s, u.telegram_id, at(10)).await;
+    let before = counts.all_calls();
+    chat_message(&s, u.telegram_id, at(20)).await;
+    let warm = minus(counts.all_calls(), &before);
+    assert_eq!(reads(&warm), 0, "{warm:?}");
     assert_eq!(s.cache_errors(), 0);
+    // Kept in place in Redis too.
+    assert_eq!(
+        s.usage_since(Some(u.id), t0()).await.expect("usage"),
+        [usage("m", 20, 4)]
+    );
 }

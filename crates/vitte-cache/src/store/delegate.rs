@@ -3,14 +3,10 @@
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
-use vitte_domain::ids::{BroadcastId, DialogId, MemoryId, MessageId, UpdateId, UserId};
-use vitte_domain::model::{
-    Broadcast, BroadcastState, InboundUpdate, Memory, Message, MessageState, ModelUsage,
-    NewMessage, UpdateState,
-};
+use vitte_domain::ids::{BroadcastId, UpdateId, UserId};
+use vitte_domain::model::{Broadcast, BroadcastState, InboundUpdate, UpdateState};
 use vitte_domain::ports::{
-    BroadcastRepo, DownTarget, MemoryRepo, MessageRepo, MigrationInfo, SchemaControl, SchemaStatus,
-    StoreError, UpdateInbox,
+    BroadcastRepo, DownTarget, MigrationInfo, SchemaControl, SchemaStatus, StoreError, UpdateInbox,
 };
 
 use super::CachedStore;
@@ -31,39 +27,6 @@ macro_rules! delegate {
         }
     };
 }
-
-delegate!(MessageRepo {
-    fn append_message(&self, message: &NewMessage, now: DateTime<Utc>) -> Result<Message>;
-    fn message(&self, id: MessageId) -> Result<Option<Message>>;
-    fn recent_messages(&self, dialog: DialogId, limit: u32) -> Result<Vec<Message>>;
-    fn pending_messages(&self, dialog: DialogId) -> Result<Vec<Message>>;
-    fn set_message_state(&self, ids: &[MessageId], state: MessageState) -> Result<()>;
-    fn complete_reply(
-        &self,
-        answered: &[MessageId],
-        reply: &NewMessage,
-        now: DateTime<Utc>,
-    ) -> Result<Message>;
-    fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>>;
-    fn dialogs_with_pending(&self, older_than: DateTime<Utc>, limit: u32)
-    -> Result<Vec<DialogId>>;
-    // Spend figures must be exact: a cached sum would let spending run past a cap.
-    fn usage_since(&self, user: Option<UserId>, since: DateTime<Utc>) -> Result<Vec<ModelUsage>>;
-});
-
-delegate!(MemoryRepo {
-    fn summary(&self, dialog: DialogId) -> Result<Option<Memory>>;
-    fn put_summary(
-        &self,
-        dialog: DialogId,
-        text: &str,
-        covers_until: MessageId,
-        now: DateTime<Utc>,
-    ) -> Result<Memory>;
-    fn add_fact(&self, dialog: DialogId, text: &str, now: DateTime<Utc>) -> Result<Memory>;
-    fn facts(&self, dialog: DialogId) -> Result<Vec<Memory>>;
-    fn delete_memory(&self, id: MemoryId) -> Result<()>;
-});
 
 delegate!(UpdateInbox {
     fn record_update(

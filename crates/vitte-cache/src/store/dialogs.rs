@@ -1,25 +1,57 @@
-//! Dialogs: the active dialog of (user, persona) is cached, and `open_dialog`
-//! answers from it when it is there (opening an existing dialog writes
-//! nothing). Resets and intimacy changes invalidate it; since an intimacy
-//! change only names the dialog id, each cached dialog leaves a pointer from
-//! its id to its (user, persona).
+//! Dialogs: the active dialog of (user, persona) and dialogs by id are
+//! cached, and `open_dialog` answers from the active one when it is there
+//! (opening an existing dialog writes nothing). Intimacy changes set the
+//! score the store returned in both cached copies; resets delete them. Since
+//! an intimacy change only names the dialog id, each cached dialog leaves a
+//! pointer from its id to its (user, persona).
 
 use std::time::Duration;
 
 use async_trait::async_trait;
-use chrono::{DateTime, Utc};
+use chrono::{DateTime, SubsecRound, Utc};
 use vitte_domain::ids::{DialogId, PersonaId, UserId};
 use vitte_domain::model::Dialog;
 use vitte_domain::ports::{DialogRepo, StoreError};
 
-use super::{CachedStore, Lookup, may_have_written, wrote};
+use super::{CachedStore, Change, Lookup, Timed, may_have_written, wrote};
 use crate::codec::{DialogDto, DialogOwner};
 
 type Result<T> = std::result::Result<T, StoreError>;
 
+/// What a dialog key holds: the dialog, or (for the active-dialog key only)
+/// that there is none.
+pub(super) type DialogEntry = Timed<Option<DialogDto>>;
+
 /// How much longer than the dialog itself its owner pointer lives, so an
 /// intimacy change finds the pointer whenever the dialog is cached.
 const OWNER_MARGIN: Duration = Duration::from_secs(60);
+
+/// Applies `edit` to the cached dialog if it is dialog `id`.
+pub(super) fn edit_dialog(
+    cached: &mut Option<DialogDto>,
+    id: DialogId,
+    edit: impl FnOnce(&mut Dialog) -> Change,
+) -> Change {
+    let Some(dto) = cached.as_ref() else {
+        return Change::Keep;
+    };
+    let mut dialog = Dialog::from(dto.clone());
+    if dialog.id != id || edit(&mut dialog) == Change::Keep {
+        return Change::Keep;
+    }
+    *cached = Some(DialogDto::from(&dialog));
+    Change::Changed
+}
+
+/// Moves `updated_at` forward to `at`, as storing a message does.
+pub(super) fn touch(dialog: &mut Dialog, at: DateTime<Utc>) -> Change {
+    if at > dialog.updated_at {
+        dialog.updated_at = at;
+        Change::Changed
+    } else {
+        Change::Keep
+    }
+}
 
 impl CachedStore {
     /// Leaves the pointer from `dialog`'s id to its owner, before the dialog
@@ -34,10 +66,21 @@ impl CachedStore {
             .await;
     }
 
-    /// Who owns dialog `id`: from its pointer, else from the store.
-    async fn dialog_owner(&self, id: DialogId) -> Option<DialogOwner> {
+    /// Who owns dialog `id`: from its pointer or its cached copy, else from
+    /// the store; `None` when it does not exist or cannot be read.
+    pub(super) async fn dialog_owner(&self, id: DialogId) -> Option<DialogOwner> {
         if let Lookup::Hit(owner) = self.lookup(&self.keys.dialog_owner(id)).await {
             return Some(owner);
+        }
+        if let Lookup::Hit(DialogEntry {
+            value: Some(dto), ..
+        }) = self.lookup::<DialogEntry>(&self.keys.dialog(id)).await
+        {
+            let dialog = Dialog::from(dto);
+            return Some(DialogOwner {
+                user: dialog.user_id,
+                persona: dialog.persona_id,
+            });
         }
         match self.inner.dialog(id).await {
             Ok(dialog) => dialog.map(|d| DialogOwner {
@@ -45,7 +88,7 @@ impl CachedStore {
                 persona: d.persona_id,
             }),
             Err(e) => {
-                tracing::warn!(dialog = %id, error = %e, "cannot find whose dialog it is; its cached copy stays until it expires");
+                tracing::warn!(dialog = %id, error = %e, "cannot find whose dialog it is; its cached copies stay until they expire");
                 None
             }
         }
@@ -61,8 +104,11 @@ impl CachedStore {
     ) -> Result<Dialog> {
         let seat = self.flights.seat(key);
         let held = seat.lock().await;
-        match self.lookup::<Option<DialogDto>>(key).await {
-            Lookup::Hit(Some(dialog)) => {
+        match self.lookup::<DialogEntry>(key).await {
+            Lookup::Hit(DialogEntry {
+                value: Some(dialog),
+                ..
+            }) => {
                 self.health.counters.hit();
                 return Ok(dialog.into());
             }
@@ -71,15 +117,16 @@ impl CachedStore {
                 self.health.counters.miss();
                 return self.inner.open_dialog(user, persona, now).await;
             }
-            Lookup::Hit(None) | Lookup::Miss => {}
+            Lookup::Hit(_) | Lookup::Miss => {}
         }
         self.health.counters.miss();
         let result = self.inner.open_dialog(user, persona, now).await;
         match &result {
             Ok(dialog) => {
                 self.remember_owner(dialog).await;
-                let cached = Some(DialogDto::from(dialog));
-                if !self.put(key, &cached, self.policy.dialog_ttl).await {
+                let ttl = self.policy.dialog_ttl;
+                let cached = Timed::new(Some(DialogDto::from(dialog)), ttl);
+                if !self.put(key, &cached, ttl).await {
                     // A cached "no dialog" must not outlive the one just opened.
                     self.delete_held(&[key.to_owned()]).await;
                 }
@@ -88,12 +135,34 @@ impl CachedStore {
             Err(_) => {}
         }
         drop(held);
-        if result.as_ref().is_ok_and(|d| d.created_at == d.updated_at) {
-            // Created: another process may cache the "no dialog" it read
-            // just before; the delayed delete catches that.
+        // Created now (at the store's precision), not found: another process
+        // may cache the "no dialog" it read just before; the delayed delete
+        // catches that. A dialog that already existed needs none.
+        if result
+            .as_ref()
+            .is_ok_and(|d| d.created_at == now.trunc_subsecs(6))
+        {
             self.redelete_later(vec![key.to_owned()]);
         }
         result
+    }
+
+    /// The id of the active dialog of (user, persona), from the cache or
+    /// the store, before a reset deactivates it.
+    async fn active_dialog_id(&self, user: UserId, persona: PersonaId) -> Option<DialogId> {
+        if let Lookup::Hit(DialogEntry { value, .. }) = self
+            .lookup::<DialogEntry>(&self.keys.active_dialog(user, persona))
+            .await
+        {
+            return value.map(|d| Dialog::from(d).id);
+        }
+        match self.inner.active_dialog(user, persona).await {
+            Ok(dialog) => dialog.map(|d| d.id),
+            Err(e) => {
+                tracing::warn!(user = %user, persona = %persona, error = %e, "cannot find the dialog a reset closes; its cached copy stays until it expires");
+                None
+            }
+        }
     }
 }
 
@@ -101,21 +170,21 @@ impl CachedStore {
 impl DialogRepo for CachedStore {
     async fn active_dialog(&self, user: UserId, persona: PersonaId) -> Result<Option<Dialog>> {
         let ttl = self.policy.dialog_ttl;
-        let (dialog, _) = self
+        let (entry, _) = self
             .read_through(
                 &self.keys.active_dialog(user, persona),
-                |_| ttl,
-                |_: &Option<DialogDto>| true,
+                |_| Some(ttl),
+                |_: &DialogEntry| true,
                 move || async move {
                     let dialog = self.inner.active_dialog(user, persona).await?;
                     if let Some(d) = &dialog {
                         self.remember_owner(d).await;
                     }
-                    Ok(dialog.as_ref().map(DialogDto::from))
+                    Ok(Timed::new(dialog.as_ref().map(DialogDto::from), ttl))
                 },
             )
             .await?;
-        Ok(dialog.map(Dialog::from))
+        Ok(entry.value.map(Dialog::from))
     }
 
     async fn open_dialog(
@@ -125,8 +194,11 @@ impl DialogRepo for CachedStore {
         now: DateTime<Utc>,
     ) -> Result<Dialog> {
         let key = self.keys.active_dialog(user, persona);
-        match self.lookup::<Option<DialogDto>>(&key).await {
-            Lookup::Hit(Some(dialog)) => {
+        match self.lookup::<DialogEntry>(&key).await {
+            Lookup::Hit(DialogEntry {
+                value: Some(dialog),
+                ..
+            }) => {
                 self.health.counters.hit();
                 Ok(dialog.into())
             }
@@ -134,7 +206,7 @@ impl DialogRepo for CachedStore {
                 self.health.counters.miss();
                 self.inner.open_dialog(user, persona, now).await
             }
-            Lookup::Hit(None) | Lookup::Miss => {
+            Lookup::Hit(_) | Lookup::Miss => {
                 self.open_dialog_uncached(&key, user, persona, now).await
             }
         }
@@ -146,24 +218,63 @@ impl DialogRepo for CachedStore {
         persona: PersonaId,
         now: DateTime<Utc>,
     ) -> Result<Dialog> {
+        // The dialog the reset deactivates may be cached by id too.
+        let closing = self.active_dialog_id(user, persona).await;
         let result = self.inner.reset_dialog(user, persona, now).await;
         if wrote(&result) {
-            self.invalidate(vec![self.keys.active_dialog(user, persona)])
-                .await;
+            let mut keys = vec![self.keys.active_dialog(user, persona)];
+            keys.extend(closing.map(|id| self.keys.dialog(id)));
+            self.invalidate(keys).await;
         }
         result
     }
 
     async fn dialog(&self, id: DialogId) -> Result<Option<Dialog>> {
-        self.inner.dialog(id).await
+        let ttl = self.policy.dialog_ttl;
+        let (entry, _) = self
+            .read_through(
+                &self.keys.dialog(id),
+                // Only dialogs that exist: an id not taken yet may be soon.
+                |e: &DialogEntry| e.value.is_some().then_some(ttl),
+                |e| e.value.is_some(),
+                move || async move {
+                    let dialog = self.inner.dialog(id).await?;
+                    if let Some(d) = &dialog {
+                        self.remember_owner(d).await;
+                    }
+                    Ok(Timed::new(dialog.as_ref().map(DialogDto::from), ttl))
+                },
+            )
+            .await?;
+        Ok(entry.value.map(Dialog::from))
     }
 
     async fn add_intimacy(&self, id: DialogId, delta: i64, now: DateTime<Utc>) -> Result<i64> {
         let result = self.inner.add_intimacy(id, delta, now).await;
-        if wrote(&result)
-            && let Some(owner) = self.dialog_owner(id).await
-        {
-            self.invalidate(vec![self.keys.active_dialog(owner.user, owner.persona)])
+        let score = match &result {
+            Ok(score) => *score,
+            Err(e) if may_have_written(e) => {
+                let mut keys = vec![self.keys.dialog(id)];
+                if let Some(owner) = self.dialog_owner(id).await {
+                    keys.push(self.keys.active_dialog(owner.user, owner.persona));
+                }
+                self.invalidate(keys).await;
+                return result;
+            }
+            Err(_) => return result,
+        };
+        // The store keeps time to the microsecond.
+        let at = now.trunc_subsecs(6);
+        let set = |cached: &mut Option<DialogDto>| {
+            edit_dialog(cached, id, |d| {
+                d.intimacy_score = score;
+                d.updated_at = at;
+                Change::Changed
+            })
+        };
+        self.update(&self.keys.dialog(id), set).await;
+        if let Some(owner) = self.dialog_owner(id).await {
+            self.update(&self.keys.active_dialog(owner.user, owner.persona), set)
                 .await;
         }
         result

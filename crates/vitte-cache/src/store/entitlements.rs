@@ -40,7 +40,7 @@ impl EntitlementRepo for CachedStore {
         let (entry, _) = self
             .read_through(
                 &self.keys.subscription(user),
-                |e: &SubscriptionEntry| e.ttl(ceiling),
+                |e: &SubscriptionEntry| Some(e.ttl(ceiling)),
                 |e| e.answer(now).is_some(),
                 move || async move {
                     let subscription = self.inner.active_subscription(user, now).await?;
@@ -58,7 +58,7 @@ impl EntitlementRepo for CachedStore {
         let (entry, _) = self
             .read_through(
                 &self.keys.unlocks(user),
-                |_| ttl,
+                |_| Some(ttl),
                 |e: &UnlocksEntry| e.answer(now).is_some(),
                 move || async move {
                     let unlocks = self.inner.unlocks(user, now).await?;

@@ -5,6 +5,8 @@
 mod delegate;
 mod dialogs;
 mod entitlements;
+mod memories;
+mod messages;
 mod personas;
 mod users;
 
@@ -13,8 +15,9 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
-use serde::Serialize;
+use chrono::{DateTime, Utc};
 use serde::de::DeserializeOwned;
+use serde::{Deserialize, Serialize};
 use vitte_domain::ports::{Cache, Store, StoreError};
 
 use crate::flight::Flights;
@@ -29,20 +32,30 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// [`Cache`] and passes everything else to the store it wraps.
 ///
 /// Cached, cache-aside: users (by id and Telegram id), personas (by id and
-/// slug), the active dialog of a user with a persona, the active
-/// subscription and the unlocks of a user. Every write that changes one of
-/// these deletes its keys once the store has answered, so the next read (in
-/// any process sharing the cache) sees it:
+/// slug), dialogs (the active one of a user with a persona, and by id), a
+/// dialog's summary and facts, the active subscription and the unlocks of a
+/// user, and a user's token usage since the start of their spend day. A
+/// chat message then reads only its dialog's recent messages from the store
+/// once everything is warm.
 ///
-/// | write | invalidates |
+/// Every write that changes a cached value either deletes its keys once the
+/// store has answered, so the next read (in any process sharing the cache)
+/// sees it, or, where the written value is known and the change is small
+/// and frequent, updates the cached value in place:
+///
+/// | write | effect on the cache |
 /// |---|---|
-/// | `upsert_user`, `accept_terms`, `set_language`, `set_blocked_bot`, `set_current_persona` | the user (and, on creation, a cached "no such Telegram id") |
-/// | `upsert_persona`, `set_persona_listed` | the persona (and, on creation, a cached "no such slug") |
-/// | `reset_dialog`, `add_intimacy` (the score is part of the dialog) | the active dialog |
-/// | `apply_grant`, `settle_payment` | the subscription or the unlocks the grant changes |
+/// | `upsert_user`, `accept_terms`, `set_language`, `set_blocked_bot`, `set_current_persona` | deletes the user (and, on creation, a cached "no such Telegram id") |
+/// | `upsert_persona`, `set_persona_listed` | deletes the persona (and, on creation, a cached "no such slug") |
+/// | `reset_dialog` | deletes the active dialog and the dialog it deactivated |
+/// | `add_intimacy` | sets the new score (the one the store returned) in the cached dialog, by id and as the active one |
+/// | `append_message`, `complete_reply` | moves `updated_at` of the cached dialog by id; a reply's tokens are added to its user's cached usage |
+/// | `put_summary`, `add_fact`, `delete_memory` | deletes the dialog's summary or facts |
+/// | `apply_grant`, `settle_payment` | deletes the subscription or the unlocks the grant changes |
 ///
-/// `open_dialog` stores the dialog it opened; credit balances are not
-/// cached, so spends invalidate nothing.
+/// `open_dialog` stores the dialog it opened; credit balances, messages and
+/// everyone's usage are not cached, so spends and message states invalidate
+/// nothing.
 ///
 /// Rules that make this safe:
 ///
@@ -52,19 +65,39 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 ///   may hide a committed transaction (a dropped connection), and repeated
 ///   after [`CachePolicy::redelete_after`] to catch another process that read
 ///   the old row just before the write and cached it just after the delete.
-/// - Within a process, loads and deletes of one key hold that key's lock
-///   (locks exist only for keys in flight), so a load can never store a value older than a delete
-///   it raced with, and a cold key is loaded once however many requests
-///   want it. Across processes a cold key costs at most one load per process.
+/// - Within a process, loads, updates in place and deletes of one key hold
+///   that key's lock (locks exist only for keys in flight), so a load can
+///   never store a value older than a delete it raced with, and a cold key
+///   is loaded once however many requests want it. Across processes a cold
+///   key costs at most one load per process.
+/// - Updates in place set what the store answered (the new score) or are
+///   idempotent (`updated_at` only moves forward), except the usage sum: a
+///   reply's tokens are added once, under the usage key's lock held from
+///   before the reply is written until the cached sum is updated, so a load
+///   racing with the write in this process either sees the reply or gets it
+///   added, never both. An updated entry keeps the expiry it was loaded
+///   with.
 /// - The cache is never needed: when it fails, the store answers, the error
 ///   is counted ([`CachedStore::cache_errors`]) and logged at most once per
-///   10 seconds.
+///   10 seconds; a cached value that could not be updated is deleted.
+///
+/// What can still be wrong, and for how long: a process that dies between a
+/// write and its cache update, a cache that fails to take a delete but keeps
+/// the entry, or two processes racing on one key (a load that read the row
+/// before another process's write and stores it after that write's update,
+/// or two replies to one user stored at once by two processes) can leave a
+/// value that misses one write. It is corrected by the next write that sets
+/// the value (a score) or at the latest when the entry expires: for a
+/// user's usage that is [`CachePolicy::usage_ttl`] (5 minutes by default),
+/// the longest a daily allowance can be overrun, and only by the tokens of
+/// the replies whose addition was lost. Everyone's usage (the global spend
+/// cap) is never cached here.
 ///
 /// One difference from the bare store is accepted: `updated_at` of a cached
 /// active dialog does not follow the messages appended to the dialog (it
 /// does follow intimacy changes and resets) until the entry expires, so as
-/// not to evict the dialog on every message. `dialog(id)` is never cached
-/// and always exact.
+/// not to rewrite that entry on every message. A dialog read by id does
+/// follow them.
 ///
 /// After a database is restored or replaced under a live shared cache,
 /// change [`CachePolicy::namespace`] (or flush Redis): cached rows would
@@ -139,6 +172,46 @@ enum Source {
     Store,
     /// The store, because the cache failed; nothing was cached.
     Bypass,
+}
+
+/// A cached value that may be updated in place, with the instant it was
+/// due to expire when it was loaded: an update stores it again for only
+/// what is left of that, so updates never stretch how long a value missing
+/// an update can live.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub(crate) struct Timed<T> {
+    expires_at: DateTime<Utc>,
+    pub(crate) value: T,
+}
+
+impl<T> Timed<T> {
+    /// `value`, due to expire `ttl` from now.
+    fn new(value: T, ttl: Duration) -> Self {
+        let ttl = chrono::TimeDelta::from_std(ttl).unwrap_or(chrono::TimeDelta::MAX);
+        Self {
+            expires_at: Utc::now()
+                .checked_add_signed(ttl)
+                .unwrap_or(DateTime::<Utc>::MAX_UTC),
+            value,
+        }
+    }
+
+    /// What is left of its life; `None` once it is over.
+    fn remaining(&self) -> Option<Duration> {
+        (self.expires_at - Utc::now())
+            .to_std()
+            .ok()
+            .filter(|d| !d.is_zero())
+    }
+}
+
+/// What an update in place did to a cached value.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Change {
+    /// Nothing to change (it is not the value the write touched).
+    Keep,
+    /// Changed: store it again.
+    Changed,
 }
 
 /// Whether a failed write may still have been committed (so its keys must
@@ -223,12 +296,13 @@ impl CachedStore {
     }
 
     /// The cached value of `key` if there is a `usable` one, else the value
-    /// `load` reads from the store, cached for `ttl(value)`. One load per key
-    /// at a time: later callers wait and then find the loaded value.
+    /// `load` reads from the store, cached for `ttl(value)` (not at all when
+    /// that is `None`). One load per key at a time: later callers wait and
+    /// then find the loaded value.
     async fn read_through<T, F, Fut>(
         &self,
         key: &str,
-        ttl: impl Fn(&T) -> Duration,
+        ttl: impl Fn(&T) -> Option<Duration>,
         usable: impl Fn(&T) -> bool,
         load: F,
     ) -> Result<(T, Source), StoreError>
@@ -261,7 +335,9 @@ impl CachedStore {
         }
         self.health.counters.miss();
         let value = load().await?;
-        self.put(key, &value, ttl(&value)).await;
+        if let Some(ttl) = ttl(&value) {
+            self.put(key, &value, ttl).await;
+        }
         Ok((value, Source::Store))
     }
 
@@ -315,6 +391,50 @@ impl CachedStore {
             self.health.cache_failed("delete", &keys.join(" "), &e);
         }
         self.flights.bump();
+    }
+
+    /// Updates the [`Timed`] value under `key`, whose lock the caller holds,
+    /// with `change`, keeping its expiry. Nothing cached is nothing to
+    /// update; a value that cannot be stored again (expired, or the cache
+    /// failed) is deleted rather than left behind the store.
+    async fn update_held<T, F>(&self, key: &str, change: F)
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(&mut T) -> Change,
+    {
+        let mut entry = match self.lookup::<Timed<T>>(key).await {
+            Lookup::Hit(entry) => entry,
+            Lookup::Miss => return,
+            Lookup::Failed => {
+                self.delete_held(&[key.to_owned()]).await;
+                return;
+            }
+        };
+        if change(&mut entry.value) == Change::Keep {
+            return;
+        }
+        let stored = match entry.remaining() {
+            Some(ttl) => self.put(key, &entry, ttl).await,
+            None => false,
+        };
+        if stored {
+            // A value read from the store before this update must not be
+            // stored over it by `fill`.
+            self.flights.bump();
+        } else {
+            self.delete_held(&[key.to_owned()]).await;
+        }
+    }
+
+    /// [`CachedStore::update_held`], taking the key's lock.
+    async fn update<T, F>(&self, key: &str, change: F)
+    where
+        T: Serialize + DeserializeOwned,
+        F: FnOnce(&mut T) -> Change,
+    {
+        let seat = self.flights.seat(key);
+        let _held = seat.lock().await;
+        self.update_held(key, change).await;
     }
 
     /// Deletes `keys` once more after the configured delay, in the background.

@@ -19,7 +19,7 @@ impl CachedStore {
         let (persona, _) = self
             .read_through(
                 &self.keys.persona(id),
-                |_| ttl,
+                |_| Some(ttl),
                 |_: &Option<PersonaDto>| true,
                 move || async move {
                     Ok(self.inner.persona(id).await?.as_ref().map(PersonaDto::from))
@@ -71,7 +71,9 @@ impl PersonaRepo for CachedStore {
         let (id, source) = self
             .read_through(
                 &pointer,
-                |id: &Option<PersonaId>| self.mapping_ttl(id.is_some(), self.policy.persona_ttl),
+                |id: &Option<PersonaId>| {
+                    Some(self.mapping_ttl(id.is_some(), self.policy.persona_ttl))
+                },
                 |_| true,
                 move || async move {
                     let persona = self.inner.persona_by_slug(slug).await?;

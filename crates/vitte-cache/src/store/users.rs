@@ -20,7 +20,7 @@ impl CachedStore {
         let (user, _) = self
             .read_through(
                 &self.keys.user(id),
-                |_| ttl,
+                |_| Some(ttl),
                 |_: &Option<UserDto>| true,
                 move || async move { Ok(self.inner.user(id).await?.as_ref().map(UserDto::from)) },
             )
@@ -75,7 +75,7 @@ impl UserRepo for CachedStore {
         let (id, source) = self
             .read_through(
                 &pointer,
-                |id: &Option<UserId>| self.mapping_ttl(id.is_some(), self.policy.user_ttl),
+                |id: &Option<UserId>| Some(self.mapping_ttl(id.is_some(), self.policy.user_ttl)),
                 |_| true,
                 move || async move {
                     let user = self.inner.user_by_telegram_id(telegram_id).await?;
