@@ -329,7 +329,10 @@ async fn concurrent_ups_apply_each_migration_once() {
         [1, 2, 3, 4, 5, 6],
         "each migration reported by exactly one caller"
     );
-    assert_eq!(recorded_versions(stores[0].pool()).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        recorded_versions(stores[0].pool()).await,
+        [1, 2, 3, 4, 5, 6]
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

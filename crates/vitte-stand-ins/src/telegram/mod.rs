@@ -40,12 +40,12 @@ use tokio::sync::watch;
 use tokio_util::sync::CancellationToken;
 
 pub use config::{Config, ConfigError, Rate, RateLimits, WebhookSettings};
-pub use observe::{ActivityKind, BotActivity, UpdateSink};
 pub use control::{
     BlockChange, BotCommand, BotProfile, ButtonPress, CallbackAnswer, CallbackInjected,
     ChatActionSeen, ChatLog, ControlError, Counters, Injected, Paid, PaymentRequest,
     PreCheckoutInjected, PreCheckoutRequest, PreCheckoutStatus, RawInjected, UserMessage,
 };
+pub use observe::{ActivityKind, BotActivity, UpdateSink};
 
 use crate::server::{Handle, ServeError};
 use error::BotApiError;
