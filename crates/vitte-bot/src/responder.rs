@@ -609,6 +609,16 @@ impl Responder {
             return Ok(());
         }
         let parts = shape_reply(&completion.text, TELEGRAM_LIMIT);
+        // A process held up (a stalled machine) past its lease may have been
+        // overtaken: confirm the lease, for a full term, before anything is
+        // shown, so a reply taken over elsewhere is not sent twice.
+        let now = self.ctx.clock.now();
+        if !store
+            .lease_reply(job.dialog, &self.owner, now, now + LEASE)
+            .await?
+        {
+            return Err(ReplyError::LeaseLost);
+        }
         // Sending can wait out Telegram's "retry after" for a while: keep the
         // lease meanwhile, or another process would answer these messages too.
         let last_sent = self.renewing(job, display.finish(&parts)).await??;

@@ -199,6 +199,9 @@ pub struct Outcome {
     pub events: Vec<(u64, String, String)>,
     /// Deliveries that never got through.
     pub undelivered: u64,
+    /// Shares of the machine's CPU time over the window: busy, idle, stolen
+    /// by the hypervisor (percent).
+    pub machine: (f64, f64, f64),
 }
 
 impl Outcome {
@@ -264,6 +267,7 @@ async fn run(args: &Args, telegram: &Arc<Telegram>) -> anyhow::Result<Outcome> {
 
     // The measured window.
     let before = procstat::sample(&args.processes);
+    let machine_before = procstat::machine();
     let window_start = Instant::now();
     telegram.tracker.set_measuring(true);
     let window_end = window_start + args.duration;
@@ -333,6 +337,7 @@ async fn run(args: &Args, telegram: &Arc<Telegram>) -> anyhow::Result<Outcome> {
     }
     let window = window_start.elapsed();
     let after = procstat::sample(&args.processes);
+    let machine_after = procstat::machine();
     telegram.tracker.set_measuring(false);
     if let Some(abuse) = abuse {
         undelivered += abuse.await.unwrap_or(1);
@@ -387,6 +392,13 @@ async fn run(args: &Args, telegram: &Arc<Telegram>) -> anyhow::Result<Outcome> {
         }),
         events,
         undelivered,
+        machine: {
+            let busy = machine_after.0.saturating_sub(machine_before.0) as f64;
+            let idle = machine_after.1.saturating_sub(machine_before.1) as f64;
+            let steal = machine_after.2.saturating_sub(machine_before.2) as f64;
+            let all = (busy + idle + steal).max(1.0);
+            (busy / all * 100.0, idle / all * 100.0, steal / all * 100.0)
+        },
     })
 }
 

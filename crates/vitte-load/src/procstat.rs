@@ -87,6 +87,25 @@ pub fn sample(roots: &[(String, u32)]) -> HashMap<String, Sample> {
         .collect()
 }
 
+/// The machine's CPU time so far, from the `cpu` line of `/proc/stat`, in
+/// clock ticks: `(busy, idle, steal)`. Steal is time the hypervisor gave
+/// to others while this machine wanted to run.
+pub fn machine() -> (u64, u64, u64) {
+    let text = fs::read_to_string("/proc/stat").unwrap_or_default();
+    let Some(line) = text.lines().find(|l| l.starts_with("cpu ")) else {
+        return (0, 0, 0);
+    };
+    let v: Vec<u64> = line
+        .split_whitespace()
+        .skip(1)
+        .map(|f| f.parse().unwrap_or(0))
+        .collect();
+    let at = |i: usize| v.get(i).copied().unwrap_or(0);
+    // user nice system idle iowait irq softirq steal
+    let busy = at(0) + at(1) + at(2) + at(5) + at(6);
+    (busy, at(3) + at(4), at(7))
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -105,5 +124,7 @@ mod tests {
         assert!(s["me"].peak_rss_kb >= s["me"].pss_kb / 2, "{:?}", s["me"]);
         assert_eq!(s["gone"].pss_kb, 0);
         assert_eq!(s["gone"].cpu_ticks, 0);
+        let (busy, idle, _) = machine();
+        assert!(busy + idle > 0);
     }
 }

@@ -41,7 +41,7 @@ pub fn summary(o: &Outcome) -> String {
         }
     };
     format!(
-        "offered {} messages in {:.0} s ({:.1}/s) by {} users; answered {}, lost {}, refused {}, answered twice {}\n\
+        "offered {} messages in {:.0} s ({:.1}/s) by {} users; answered {}, lost {}, refused {}, answered twice {}; CPU steal {:.0}%\n\
          p99 ms: webhook ack {}, typing {}, reply overhead {}, end to end {}",
         o.offered.0,
         o.offered.1.as_secs_f64(),
@@ -51,6 +51,7 @@ pub fn summary(o: &Outcome) -> String {
         t.lost,
         t.refused_unanswered,
         t.answered_twice,
+        o.machine.2,
         p99(&h.ack),
         p99(&h.typing),
         p99(&h.overhead),
@@ -140,6 +141,11 @@ pub fn markdown(args: &Args, o: &Outcome) -> String {
             let _ = writeln!(s, "| {name} | {cpu:.0} | {pss:.0} | {rss:.0} |");
         }
     }
+    let (busy, idle, steal) = o.machine;
+    let _ = writeln!(
+        s,
+        "\nThe machine's CPU over the window: {busy:.0}% busy, {idle:.0}% idle, {steal:.0}% stolen by the hypervisor (time this virtual machine wanted to run and was not given).\n"
+    );
     if !o.events.is_empty() {
         let _ = writeln!(s, "\n## Events\n");
         for (at, command, status) in &o.events {
