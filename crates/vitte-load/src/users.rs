@@ -166,7 +166,9 @@ impl Telegram {
 
     /// `/start`, accept the terms, choose the first persona, wait for the greeting.
     pub async fn onboard(&self, user: i64) -> anyhow::Result<()> {
-        let limit = Duration::from_secs(60);
+        // Generous: an update that failed is retried only when its lease
+        // (a minute) runs out, and a loaded machine can stall for seconds.
+        let limit = Duration::from_secs(180);
         self.tracker.start_log(user);
         self.say(user, "/start", None).await?;
         let with_button = |prefix: &'static str| {
