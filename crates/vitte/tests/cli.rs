@@ -96,7 +96,7 @@ fn migrate_round_trip(url: &str) {
     );
     assert_eq!(
         text(&status).matches("pending").count(),
-        5,
+        6,
         "{}",
         text(&status)
     );
@@ -155,7 +155,7 @@ fn concurrent_migrate_up(url: &str) {
         applied += stdout(&out).matches("applied 000").count();
     }
     assert_eq!(
-        applied, 5,
+        applied, 6,
         "each migration must be applied exactly once in total"
     );
     let status = run(vitte(dir.path())
