@@ -97,6 +97,12 @@ pub struct Args {
     /// Fail (exit 1) when a message was lost or answered twice, or the limit was not shared.
     #[arg(long)]
     pub check: bool,
+    /// Replies answering a message again that `--check` lets pass. A bot
+    /// killed between showing a reply and storing it shows it again after
+    /// recovery (replies are sent at least once); runs that kill a bot
+    /// allow a few.
+    #[arg(long, default_value_t = 0)]
+    pub max_answered_twice: u64,
 }
 
 fn parse_process(s: &str) -> Result<(String, u32), String> {
@@ -212,7 +218,7 @@ impl Outcome {
         if t.lost > 0 {
             f.push(format!("{} messages never answered", t.lost));
         }
-        if t.answered_twice > 0 {
+        if t.answered_twice > args.max_answered_twice {
             f.push(format!(
                 "{} replies answered a message again or out of order",
                 t.answered_twice

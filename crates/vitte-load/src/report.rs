@@ -154,7 +154,13 @@ pub fn markdown(args: &Args, o: &Outcome) -> String {
     }
     let failures = o.failures(args);
     let _ = writeln!(s, "\n## Verdict\n");
-    if failures.is_empty() {
+    if failures.is_empty() && t.answered_twice > 0 {
+        let _ = writeln!(
+            s,
+            "No message lost, limits shared; {} replies answered a message again (allowed here: {}, as a killed bot re-sends a reply it showed but had not stored).",
+            t.answered_twice, args.max_answered_twice
+        );
+    } else if failures.is_empty() {
         let _ = writeln!(
             s,
             "No message lost, none answered twice, order kept, limits shared."
