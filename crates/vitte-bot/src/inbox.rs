@@ -93,7 +93,8 @@ async fn handle_in_time(ctx: Arc<BotContext>, update: InboundUpdate) {
 async fn handle_one(ctx: &BotContext, update: InboundUpdate) {
     let outcome = handlers::handle(ctx, update.update_id, &update.payload).await;
     let state = match outcome {
-        Ok(()) => UpdateState::Done,
+        Ok(handlers::Handled::Finished) => return,
+        Ok(handlers::Handled::Open) => UpdateState::Done,
         Err(e) if update.attempts >= MAX_ATTEMPTS => {
             tracing::error!(error = %e, attempts = update.attempts, "update set aside after repeated failures");
             UpdateState::Failed

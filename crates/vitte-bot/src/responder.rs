@@ -23,10 +23,10 @@ use std::time::Duration;
 use chrono::{DateTime, TimeDelta, Utc};
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::sync::CancellationToken;
 use tokio_util::task::TaskTracker;
 use vitte_domain::ids::{DialogId, UserId};
 use vitte_domain::model::{Message, MessageState, NewMessage, Role};
+use vitte_domain::ports::ReplyCompletion;
 use vitte_domain::services::{
     IntimacyDecision, IntimacyInput, IntimacyService, LevelUp, PromptBudget, PromptBuilder,
     PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, SummaryPlanner,
@@ -48,12 +48,11 @@ use crate::telegram::SendError;
 const LEASE: TimeDelta = TimeDelta::seconds(15);
 /// How often a generation in progress renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(4);
-/// A new message whose dialog another process is answering waits for that
-/// reply to end, trying for the lease this often…
-const LEASE_RETRY: Duration = Duration::from_millis(500);
-/// …for at most this long (a live owner renews its lease, so past this the
-/// recovery sweep takes over).
-const LEASE_WAIT: Duration = Duration::from_secs(15);
+/// A reply is shown without confirming its lease first when the lease was
+/// written less than this long ago (by this process's monotonic clock, so a
+/// stalled process sees its stall): at least `LEASE - FRESH_LEASE` of it is
+/// left, far more than a send takes, and the send renews it meanwhile.
+const FRESH_LEASE: Duration = Duration::from_secs(5);
 /// Pending messages older than this with no reply in progress are recovered.
 const STALE: TimeDelta = TimeDelta::seconds(10);
 /// How often the recovery sweep looks.
@@ -109,8 +108,6 @@ pub struct Responder {
     /// Dialogs being answered here, with the work that arrived meanwhile.
     running: Mutex<HashMap<DialogId, Wanted>>,
     tasks: TaskTracker,
-    /// Trips at shutdown, so replies waiting for a lease stop waiting.
-    stopping: CancellationToken,
     /// Edit one message as text arrives, instead of sending the reply whole.
     progressive: bool,
     /// Asks for the dialog's summary to be refreshed.
@@ -169,7 +166,6 @@ impl Responder {
             owner,
             running: Mutex::new(HashMap::new()),
             tasks: TaskTracker::new(),
-            stopping: CancellationToken::new(),
             progressive,
             summaries,
             global_spend: Mutex::new(None),
@@ -192,7 +188,6 @@ impl Responder {
                 },
             }
         }
-        self.stopping.cancel();
         self.tasks.close();
         self.tasks.wait().await;
     }
@@ -274,13 +269,16 @@ impl Responder {
             };
             let mut scope = scope;
             loop {
-                this.answer(job, scope).await;
+                let requested = this.answer(job, scope).await;
                 let mut running = this.lock();
                 match running.get_mut(&job.dialog) {
                     Some(wanted) if wanted.again => {
                         wanted.again = false;
                         scope = wanted.scope;
                     }
+                    // Another process asked for a reply while this one ran:
+                    // its message is new, so in the window.
+                    Some(_) if requested => scope = Scope::Window,
                     _ => {
                         // Removed under the lock, so a wake-up racing with
                         // the end of this task starts a new one.
@@ -343,53 +341,52 @@ impl Responder {
         Ok(())
     }
 
-    /// Takes the dialog's reply lease. When another process holds it and
-    /// `wait` is set, waits for that reply to end (trying every
-    /// `LEASE_RETRY`, for up to `LEASE_WAIT`): the messages that woke this
-    /// reply may have come after the other one read its history, and would
-    /// otherwise wait for the recovery sweep. `false` when the lease was not
-    /// taken.
-    async fn take_lease(&self, dialog: DialogId, wait: bool) -> bool {
-        let deadline = Instant::now() + LEASE_WAIT;
-        loop {
-            let now = self.ctx.clock.now();
-            match self
-                .ctx
-                .store
-                .lease_reply(dialog, &self.owner, now, now + LEASE)
-                .await
-            {
-                Ok(true) => return true,
-                // Another process is answering; it, a later wait or the
-                // recovery sweep will see these messages.
-                Ok(false) if !wait || Instant::now() >= deadline => return false,
-                Ok(false) => {}
-                Err(e) => {
-                    tracing::warn!(error = %e, "cannot lease the dialog; recovery will retry");
-                    return false;
-                }
-            }
-            tokio::select! {
-                () = self.stopping.cancelled() => return false,
-                () = tokio::time::sleep(LEASE_RETRY) => {}
+    /// Takes the dialog's reply lease; when another process holds it, the
+    /// store leaves that process a request to answer again once its reply
+    /// ends (the messages that woke this reply may have come after it read
+    /// its history). When the lease was taken, the instant just before it
+    /// was asked for (the lease lasts `LEASE` from at least then).
+    async fn take_lease(&self, dialog: DialogId) -> Option<Instant> {
+        let asked = Instant::now();
+        let now = self.ctx.clock.now();
+        match self
+            .ctx
+            .store
+            .lease_reply(dialog, &self.owner, now, now + LEASE)
+            .await
+        {
+            Ok(true) => Some(asked),
+            Ok(false) => None,
+            Err(e) => {
+                tracing::warn!(error = %e, "cannot lease the dialog; recovery will retry");
+                None
             }
         }
     }
 
     /// Answers the dialog's pending messages with one reply. Messages that
-    /// arrive meanwhile wake their own reply (in this process through
-    /// [`Responder::start`], in another by waiting for the lease).
+    /// arrive meanwhile wake their own reply: in this process through
+    /// [`Responder::start`], from another through the request it leaves on
+    /// the dialog. `true` when such a request came, so the dialog is to be
+    /// answered again.
     #[tracing::instrument(name = "reply", skip_all, fields(dialog = job.dialog.0))]
-    async fn answer(&self, job: ReplyJob, scope: Scope) {
-        if !self.take_lease(job.dialog, scope == Scope::Window).await {
-            return;
-        }
-        let outcome = self.answer_once(job, scope).await;
-        if let Err(e) = self.ctx.store.release_reply(job.dialog, &self.owner).await {
-            tracing::warn!(error = %e, "cannot release the reply lease; it will expire");
-        }
+    async fn answer(&self, job: ReplyJob, scope: Scope) -> bool {
+        let Some(leased_at) = self.take_lease(job.dialog).await else {
+            return false;
+        };
+        let outcome = self.answer_once(job, scope, leased_at).await;
+        let wanted = match outcome {
+            Ok(Lease::Released { wanted }) => wanted,
+            _ => match self.ctx.store.release_reply(job.dialog, &self.owner).await {
+                Ok(wanted) => wanted,
+                Err(e) => {
+                    tracing::warn!(error = %e, "cannot release the reply lease; it will expire");
+                    false
+                }
+            },
+        };
         match outcome {
-            Ok(()) => {}
+            Ok(_) => {}
             Err(ReplyError::Send(SendError::Blocked)) => {
                 // Nobody to answer: stop retrying, and keep broadcasts
                 // away until the person writes again.
@@ -405,6 +402,7 @@ impl Responder {
             }
             Err(e) => tracing::warn!(error = %e, "reply failed; recovery will retry"),
         }
+        wanted
     }
 
     /// The person blocked the bot: their pending messages are dropped (they
@@ -459,11 +457,17 @@ impl Responder {
         Ok(Some((pending, history)))
     }
 
-    /// One reply to everything pending (nothing when nothing is).
-    async fn answer_once(&self, job: ReplyJob, scope: Scope) -> Result<(), ReplyError> {
+    /// One reply to everything pending (nothing when nothing is), under the
+    /// lease taken at `leased_at`.
+    async fn answer_once(
+        &self,
+        job: ReplyJob,
+        scope: Scope,
+        mut leased_at: Instant,
+    ) -> Result<Lease, ReplyError> {
         let store = &self.ctx.store;
         let Some((pending, mut history)) = self.conversation(job.dialog, scope).await? else {
-            return Ok(());
+            return Ok(Lease::Held);
         };
         let dialog = store.dialog(job.dialog).await?.ok_or(ReplyError::Gone)?;
         let user = store.user(dialog.user_id).await?.ok_or(ReplyError::Gone)?;
@@ -493,7 +497,7 @@ impl Responder {
             store.set_message_state(&ids, MessageState::Dropped).await?;
             let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
-            return Ok(());
+            return Ok(Lease::Held);
         }
 
         // Past the day's budget the model is not asked; the messages wait,
@@ -512,7 +516,7 @@ impl Responder {
             store.set_message_state(&ids, MessageState::Failed).await?;
             let text = self.ctx.texts.get(lang, key, &[("name", &name)]);
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
-            return Ok(());
+            return Ok(Lease::Held);
         }
 
         // Messages that arrived after `pending` was read wait for the next
@@ -575,12 +579,14 @@ impl Responder {
                 Some(piece) = rx.recv() => display.take(piece).await?,
                 _ = tick.tick() => display.refresh().await?,
                 _ = renew.tick() => {
+                    let asked = Instant::now();
                     let now = self.ctx.clock.now();
                     if !store.lease_reply(job.dialog, &self.owner, now, now + LEASE).await? {
                         // Another process took over (we stalled past the lease):
                         // stop rather than answer the same messages twice.
                         return Err(ReplyError::LeaseLost);
                     }
+                    leased_at = asked;
                 }
             }
         };
@@ -595,7 +601,7 @@ impl Responder {
                     &[("name", &escape_html(&persona.card.name))],
                 );
                 display.notice(&text).await?;
-                return Ok(());
+                return Ok(Lease::Held);
             }
         };
         if let SafetyVerdict::Block { category } = self.safety.check_output(&completion.text) {
@@ -606,18 +612,21 @@ impl Responder {
             store.set_message_state(&ids, MessageState::Dropped).await?;
             let text = self.ctx.texts.get(lang, "chat.refusal", &[("name", &name)]);
             display.notice(&text).await?;
-            return Ok(());
+            return Ok(Lease::Held);
         }
         let parts = shape_reply(&completion.text, TELEGRAM_LIMIT);
         // A process held up (a stalled machine) past its lease may have been
-        // overtaken: confirm the lease, for a full term, before anything is
-        // shown, so a reply taken over elsewhere is not sent twice.
-        let now = self.ctx.clock.now();
-        if !store
-            .lease_reply(job.dialog, &self.owner, now, now + LEASE)
-            .await?
-        {
-            return Err(ReplyError::LeaseLost);
+        // overtaken: unless the lease is fresh, confirm it, for a full term,
+        // before anything is shown, so a reply taken over elsewhere is not
+        // sent twice.
+        if leased_at.elapsed() >= FRESH_LEASE {
+            let now = self.ctx.clock.now();
+            if !store
+                .lease_reply(job.dialog, &self.owner, now, now + LEASE)
+                .await?
+            {
+                return Err(ReplyError::LeaseLost);
+            }
         }
         // Sending can wait out Telegram's "retry after" for a while: keep the
         // lease meanwhile, or another process would answer these messages too.
@@ -632,14 +641,18 @@ impl Responder {
             reply_to: ids.last().copied(),
             usage: Some(completion.usage),
         };
-        store
-            .complete_reply(&ids, &reply, self.ctx.clock.now())
+        // The reply, its intimacy and the lease's release in one write.
+        let completed = store
+            .complete_reply(
+                &ReplyCompletion {
+                    answered: &ids,
+                    reply: &reply,
+                    intimacy: closeness.delta,
+                    lease_owner: Some(&self.owner),
+                },
+                self.ctx.clock.now(),
+            )
             .await?;
-        if closeness.delta != 0 {
-            store
-                .add_intimacy(job.dialog, closeness.delta, self.ctx.clock.now())
-                .await?;
-        }
         if closeness.level_up.is_some() {
             let text = self.ctx.texts.get(
                 lang,
@@ -651,7 +664,9 @@ impl Responder {
             );
             self.ctx.telegram.send_html(job.chat, &text, None).await?;
         }
-        Ok(())
+        Ok(Lease::Released {
+            wanted: completed.reply_wanted,
+        })
     }
 
     /// Whether the day's budgets allow one more reply to `user`: their own
@@ -802,6 +817,17 @@ impl Responder {
         }
         decision
     }
+}
+
+/// Whether a reply left its dialog's reply lease held, to be released, or
+/// released it with the write that stored the reply.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Lease {
+    Held,
+    /// `wanted`: another reply was requested meanwhile.
+    Released {
+        wanted: bool,
+    },
 }
 
 /// Why one reply could not be completed.

@@ -21,6 +21,7 @@ use vitte_domain::ports::{
     Cache, DialogRepo, EntitlementRepo, MemoryRepo, MessageRepo, PaymentRepo, PersonaRepo,
     SettleOutcome, UserRepo,
 };
+use vitte_store_conformance::fixtures::plain;
 
 use support::counting::CountingStore;
 
@@ -651,9 +652,13 @@ async fn chat_message(s: &CachedStore, tg: TelegramUserId, now: DateTime<Utc>) {
     s.summary(dialog.id).await.expect("summary");
     s.facts(dialog.id).await.expect("facts");
     s.unlocks(user.id, now).await.expect("unlocks");
-    s.complete_reply(&[asked.id], &reply(dialog.id, asked.id, "m", (10, 2)), now)
-        .await
-        .expect("reply");
+    s.complete_reply(
+        &plain(&[asked.id], &reply(dialog.id, asked.id, "m", (10, 2))),
+        now,
+    )
+    .await
+    .map(|c| c.message)
+    .expect("reply");
     s.add_intimacy(dialog.id, 1, now).await.expect("intimacy");
 }
 
@@ -803,9 +808,13 @@ async fn a_dialog_read_by_id_follows_every_write() {
         .await
         .expect("append");
     assert_eq!(exact(d.id).await.updated_at, at(5));
-    s.complete_reply(&[asked.id], &reply(d.id, asked.id, "m", (1, 1)), at(7))
-        .await
-        .expect("reply");
+    s.complete_reply(
+        &plain(&[asked.id], &reply(d.id, asked.id, "m", (1, 1))),
+        at(7),
+    )
+    .await
+    .map(|c| c.message)
+    .expect("reply");
     assert_eq!(exact(d.id).await.updated_at, at(7));
     // An older instant does not move it back; a fraction of a microsecond
     // is dropped as the store drops it.
@@ -921,11 +930,11 @@ async fn a_users_usage_is_read_once_and_each_reply_adds_to_it() {
             .await
             .expect("append");
         s.complete_reply(
-            &[asked.id],
-            &reply(dialog, asked.id, model, tokens),
+            &plain(&[asked.id], &reply(dialog, asked.id, model, tokens)),
             at(when),
         )
         .await
+        .map(|c| c.message)
         .expect("reply")
     };
     exchange(d.id, "b/model", (100, 10), 1).await;
@@ -1017,8 +1026,9 @@ async fn a_reply_racing_a_load_of_the_usage_is_counted_once() {
             tokio::spawn(async move {
                 let answer = reply(d.id, message.id, "m", (1, 0));
                 rig.store
-                    .complete_reply(&[message.id], &answer, at(100))
+                    .complete_reply(&plain(&[message.id], &answer), at(100))
                     .await
+                    .map(|c| c.message)
                     .expect("reply");
             })
         };

@@ -7,7 +7,7 @@ use vitte_domain::model::{
     Dialog, LoreEntry, MessageState, NewMessage, Persona, PersonaCard, Role, TelegramProfile,
     TokenUsage, User,
 };
-use vitte_domain::ports::Store;
+use vitte_domain::ports::{ReplyCompletion, Store};
 
 /// The instant every case starts at (whole seconds: exact on every engine).
 pub fn t0() -> DateTime<Utc> {
@@ -108,5 +108,16 @@ pub fn reply(dialog: DialogId, text: &str, to: MessageId) -> NewMessage {
             prompt_tokens: 120,
             completion_tokens: 30,
         }),
+    }
+}
+
+/// A reply that answers `answered` and changes nothing else: no intimacy,
+/// no lease to release.
+pub fn plain<'a>(answered: &'a [MessageId], reply: &'a NewMessage) -> ReplyCompletion<'a> {
+    ReplyCompletion {
+        answered,
+        reply,
+        intimacy: 0,
+        lease_owner: None,
     }
 }

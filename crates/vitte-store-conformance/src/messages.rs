@@ -6,7 +6,7 @@ use vitte_domain::ids::{DialogId, MessageId};
 use vitte_domain::model::{MemoryKind, MessageState, Role};
 use vitte_domain::ports::{Store, StoreError};
 
-use crate::fixtures::{at, dialog, persona, reply, t0, user, user_message};
+use crate::fixtures::{at, dialog, persona, plain, reply, t0, user, user_message};
 
 /// `recent_messages` returns the newest messages in chronological order.
 pub async fn recent_returns_newest_oldest_first(store: Arc<dyn Store>) {
@@ -55,8 +55,9 @@ pub async fn complete_reply_answers_pending_messages(store: Arc<dyn Store>) {
     );
 
     let r = store
-        .complete_reply(&[a.id, b.id], &reply(d.id, "Hello!", b.id), at(3))
+        .complete_reply(&plain(&[a.id, b.id], &reply(d.id, "Hello!", b.id)), at(3))
         .await
+        .map(|c| c.message)
         .expect("complete");
     assert_eq!(r.role, Role::Assistant);
     assert_eq!(r.reply_to, Some(b.id));
@@ -79,7 +80,10 @@ pub async fn complete_reply_is_atomic(store: Arc<dyn Store>) {
         .expect("a");
     // The reply names a dialog that does not exist, so its insert must fail.
     let broken = reply(DialogId(d.id.0 + 1000), "lost", a.id);
-    let result = store.complete_reply(&[a.id], &broken, at(2)).await;
+    let result = store
+        .complete_reply(&plain(&[a.id], &broken), at(2))
+        .await
+        .map(|c| c.message);
     assert!(result.is_err(), "reply to a missing dialog was stored");
     let m = store.message(a.id).await.expect("get").expect("exists");
     assert_eq!(

@@ -6,9 +6,9 @@ use std::sync::Arc;
 
 use vitte_domain::ids::{DialogId, MessageId};
 use vitte_domain::model::{Dialog, Message, MessageState, NewMessage, Role};
-use vitte_domain::ports::{Store, StoreError};
+use vitte_domain::ports::{ReplyCompletion, Store, StoreError};
 
-use crate::fixtures::{at, dialog, persona, reply, t0, user_message};
+use crate::fixtures::{at, dialog, persona, plain, reply, t0, user_message};
 
 /// A second dialog of the same user, with another persona.
 async fn other_dialog(store: &dyn Store, of: &Dialog) -> Dialog {
@@ -214,8 +214,9 @@ pub async fn reopen_requeues_failed_messages(store: Arc<dyn Store>) {
         .await
         .expect("u1");
     let a1 = store
-        .complete_reply(&[u1.id], &reply(d.id, "Hello!", u1.id), at(2))
+        .complete_reply(&plain(&[u1.id], &reply(d.id, "Hello!", u1.id)), at(2))
         .await
+        .map(|c| c.message)
         .expect("a1");
     let u2 = store
         .append_message(&user_message(d.id, "how are you?", 2), at(3))
@@ -263,8 +264,12 @@ pub async fn reopen_supersedes_a_successful_exchange(store: Arc<dyn Store>) {
         .await
         .expect("u2");
     let a1 = store
-        .complete_reply(&[u1.id, u2.id], &reply(d.id, "Hello!", u2.id), at(3))
+        .complete_reply(
+            &plain(&[u1.id, u2.id], &reply(d.id, "Hello!", u2.id)),
+            at(3),
+        )
         .await
+        .map(|c| c.message)
         .expect("a1");
 
     let reopened = store.reopen_last_exchange(d.id).await.expect("reopen");
@@ -284,8 +289,9 @@ pub async fn reopen_only_the_last_exchange(store: Arc<dyn Store>) {
         .await
         .expect("u1");
     let a1 = store
-        .complete_reply(&[u1.id], &reply(d.id, "Hello!", u1.id), at(2))
+        .complete_reply(&plain(&[u1.id], &reply(d.id, "Hello!", u1.id)), at(2))
         .await
+        .map(|c| c.message)
         .expect("a1");
     let u2 = store
         .append_message(&user_message(d.id, "tell me a story", 2), at(3))
@@ -300,8 +306,12 @@ pub async fn reopen_only_the_last_exchange(store: Arc<dyn Store>) {
         .await
         .expect("drop");
     let a2 = store
-        .complete_reply(&[u2.id], &reply(d.id, "Once upon a time", u2.id), at(5))
+        .complete_reply(
+            &plain(&[u2.id], &reply(d.id, "Once upon a time", u2.id)),
+            at(5),
+        )
         .await
+        .map(|c| c.message)
         .expect("a2");
 
     assert_eq!(
@@ -314,8 +324,9 @@ pub async fn reopen_only_the_last_exchange(store: Arc<dyn Store>) {
     assert_eq!(state(&*store, u1.id).await, MessageState::Answered);
 
     let a2b = store
-        .complete_reply(&[u2.id], &reply(d.id, "Long ago", u2.id), at(6))
+        .complete_reply(&plain(&[u2.id], &reply(d.id, "Long ago", u2.id)), at(6))
         .await
+        .map(|c| c.message)
         .expect("a2b");
     assert_eq!(
         store
@@ -364,4 +375,165 @@ pub async fn reopen_with_nothing_to_retry_is_empty(store: Arc<dyn Store>) {
             .expect("reopen a missing dialog"),
         []
     );
+}
+
+/// A user's message stored with its update finishes that update in the same
+/// write; storing it again returns the same message, and a message without
+/// an update is refused.
+pub async fn append_from_update_finishes_its_update(store: Arc<dyn Store>) {
+    let d = dialog(&*store).await;
+    let update = vitte_domain::ids::UpdateId::try_from(7).expect("a valid id");
+    store
+        .record_update(update, &serde_json::json!({"update_id": 7}), t0())
+        .await
+        .expect("record");
+    let claimed = store.claim_updates(10, at(1), at(31)).await.expect("claim");
+    assert_eq!(claimed.len(), 1);
+
+    let stored = store
+        .append_from_update(&user_message(d.id, "hi", 7), at(2))
+        .await
+        .expect("append");
+    assert_eq!(stored.state, MessageState::Pending);
+    assert_eq!(stored.update_id, Some(update));
+    assert_eq!(
+        store
+            .claim_updates(10, at(1000), at(1030))
+            .await
+            .expect("claim"),
+        [],
+        "the update was not finished with its message"
+    );
+
+    let again = store
+        .append_from_update(&user_message(d.id, "hi", 7), at(3))
+        .await
+        .expect("append again");
+    assert_eq!(again.id, stored.id, "a second message for one update");
+    assert_eq!(
+        store.recent_messages(d.id, 10).await.expect("recent").len(),
+        1
+    );
+
+    let mut loose = user_message(d.id, "no update", 8);
+    loose.update_id = None;
+    assert!(matches!(
+        store.append_from_update(&loose, at(4)).await,
+        Err(StoreError::Conflict(_))
+    ));
+    assert_eq!(
+        store.recent_messages(d.id, 10).await.expect("recent").len(),
+        1,
+        "a refused message was stored"
+    );
+}
+
+/// A reply's write also adds its intimacy and gives up its owner's lease,
+/// and only its owner's.
+pub async fn complete_reply_adds_intimacy_and_releases_the_lease(store: Arc<dyn Store>) {
+    let d = dialog(&*store).await;
+    assert!(lease(&*store, d.id, "a", 0, 30).await);
+    let asked = store
+        .append_message(&user_message(d.id, "hi", 1), at(1))
+        .await
+        .expect("append");
+    let answer = reply(d.id, "Hello!", asked.id);
+    let done = store
+        .complete_reply(
+            &ReplyCompletion {
+                answered: &[asked.id],
+                reply: &answer,
+                intimacy: 3,
+                lease_owner: Some("a"),
+            },
+            at(2),
+        )
+        .await
+        .expect("complete");
+    assert_eq!(done.intimacy, 3);
+    assert!(!done.reply_wanted);
+    assert_eq!(done.message.text, "Hello!");
+    assert_eq!(state(&*store, asked.id).await, MessageState::Answered);
+    let stored = store.dialog(d.id).await.expect("get").expect("exists");
+    assert_eq!(stored.intimacy_score, 3);
+    assert!(
+        lease(&*store, d.id, "b", 3, 33).await,
+        "the lease was not released with the reply"
+    );
+
+    // Someone else's lease stays where it is.
+    let next = store
+        .append_message(&user_message(d.id, "more", 2), at(4))
+        .await
+        .expect("append");
+    let answer = reply(d.id, "More!", next.id);
+    let done = store
+        .complete_reply(
+            &ReplyCompletion {
+                answered: &[next.id],
+                reply: &answer,
+                intimacy: -1,
+                lease_owner: Some("a"),
+            },
+            at(5),
+        )
+        .await
+        .expect("complete");
+    assert_eq!(done.intimacy, 2);
+    assert!(
+        !lease(&*store, d.id, "a", 6, 36).await,
+        "a reply released a lease its writer did not hold"
+    );
+}
+
+/// A refused lease leaves a request for another reply: renewing keeps it,
+/// the holder learns of it when it releases the lease or stores its reply,
+/// and whoever takes the lease next clears it.
+pub async fn a_refused_lease_leaves_a_request(store: Arc<dyn Store>) {
+    let d = dialog(&*store).await;
+    assert!(lease(&*store, d.id, "a", 0, 30).await);
+    assert!(
+        !store.release_reply(d.id, "a").await.expect("release"),
+        "a request nobody made"
+    );
+
+    assert!(lease(&*store, d.id, "a", 1, 31).await);
+    assert!(!lease(&*store, d.id, "b", 2, 32).await);
+    assert!(lease(&*store, d.id, "a", 3, 33).await, "renewal refused");
+    assert!(
+        store.release_reply(d.id, "a").await.expect("release"),
+        "the request was lost"
+    );
+    assert!(lease(&*store, d.id, "b", 4, 34).await);
+    assert!(
+        !store.release_reply(d.id, "b").await.expect("release"),
+        "taking the lease did not clear the request"
+    );
+
+    // Seen by the reply's own write too.
+    assert!(lease(&*store, d.id, "a", 5, 35).await);
+    let asked = store
+        .append_message(&user_message(d.id, "hi", 1), at(5))
+        .await
+        .expect("append");
+    assert!(!lease(&*store, d.id, "b", 6, 36).await);
+    let answer = reply(d.id, "Hello!", asked.id);
+    let done = store
+        .complete_reply(
+            &ReplyCompletion {
+                answered: &[asked.id],
+                reply: &answer,
+                intimacy: 0,
+                lease_owner: Some("a"),
+            },
+            at(7),
+        )
+        .await
+        .expect("complete");
+    assert!(done.reply_wanted, "the reply did not report the request");
+
+    // A release by someone who does not hold the lease reports nothing.
+    assert!(lease(&*store, d.id, "b", 8, 38).await);
+    assert!(!lease(&*store, d.id, "a", 9, 39).await);
+    assert!(!store.release_reply(d.id, "a").await.expect("release"));
 }

@@ -7,7 +7,7 @@ use vitte_domain::ids::{DialogId, UserId};
 use vitte_domain::model::{MessageState, ModelUsage, NewMessage, Role, TokenUsage};
 use vitte_domain::ports::Store;
 
-use crate::fixtures::{at, dialog, persona, t0, user, user_message};
+use crate::fixtures::{at, dialog, persona, plain, t0, user, user_message};
 
 /// Stores user message `update` and a reply to it by `model` at `when`.
 async fn exchange(
@@ -37,8 +37,9 @@ async fn exchange(
         }),
     };
     store
-        .complete_reply(&[asked.id], &reply, when)
+        .complete_reply(&plain(&[asked.id], &reply), when)
         .await
+        .map(|c| c.message)
         .expect("reply");
 }
 

@@ -171,7 +171,8 @@ impl DialogRepo for PgStore {
         now: DateTime<Utc>,
     ) -> Result<i64, StoreError> {
         sqlx::query_scalar(
-            "UPDATE dialogs SET intimacy_score = intimacy_score + $2, updated_at = $3 \
+            "UPDATE dialogs SET intimacy_score = intimacy_score + $2, \
+             updated_at = GREATEST(updated_at, $3) \
              WHERE id = $1 RETURNING intimacy_score",
         )
         .bind(id.0)
@@ -190,48 +191,43 @@ impl DialogRepo for PgStore {
         now: DateTime<Utc>,
         until: DateTime<Utc>,
     ) -> Result<bool, StoreError> {
-        // One statement: a concurrent taker waits for the row lock, then
-        // re-checks the condition against the lease just written.
-        let taken = sqlx::query(
-            "UPDATE dialogs SET reply_owner = $2, reply_lease_until = $4 \
+        // One statement (SET sees the row as it was): a concurrent taker
+        // waits for the row's write lock, then decides on what was just
+        // written. Refused, it leaves its request for another reply instead.
+        let taken: Option<bool> = sqlx::query_scalar(
+            "UPDATE dialogs SET \
+                 reply_wanted = CASE WHEN reply_owner = $2 THEN reply_wanted \
+                     WHEN reply_lease_until IS NULL OR reply_lease_until <= $3 THEN false \
+                     ELSE true END, \
+                 reply_owner = CASE WHEN reply_lease_until IS NULL OR reply_lease_until <= $3 OR reply_owner = $2 \
+                     THEN $2 ELSE reply_owner END, \
+                 reply_lease_until = CASE WHEN reply_lease_until IS NULL OR reply_lease_until <= $3 OR reply_owner = $2 \
+                     THEN $4 ELSE reply_lease_until END \
              WHERE id = $1 \
-               AND (reply_lease_until IS NULL OR reply_lease_until <= $3 OR reply_owner = $2)",
+             RETURNING COALESCE(reply_owner = $2, false)",
         )
         .bind(id.0)
         .bind(owner)
         .bind(now)
         .bind(until)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?
-        .rows_affected()
-            == 1;
-        if taken {
-            return Ok(true);
-        }
-        let exists: bool =
-            sqlx::query_scalar("SELECT EXISTS (SELECT 1 FROM dialogs WHERE id = $1)")
-                .bind(id.0)
-                .fetch_one(&self.pool)
-                .await
-                .map_err(db)?;
-        if exists {
-            Ok(false)
-        } else {
-            Err(StoreError::NotFound("dialog"))
-        }
+        .map_err(db)?;
+        taken.ok_or(StoreError::NotFound("dialog"))
     }
 
-    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<(), StoreError> {
-        sqlx::query(
+    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<bool, StoreError> {
+        // The request flag stays: the next taker of the lease clears it.
+        let wanted: Option<bool> = sqlx::query_scalar(
             "UPDATE dialogs SET reply_owner = NULL, reply_lease_until = NULL \
-             WHERE id = $1 AND reply_owner = $2",
+             WHERE id = $1 AND reply_owner = $2 \
+             RETURNING reply_wanted",
         )
         .bind(id.0)
         .bind(owner)
-        .execute(&self.pool)
+        .fetch_optional(&self.pool)
         .await
         .map_err(db)?;
-        Ok(())
+        Ok(wanted.unwrap_or(false))
     }
 }

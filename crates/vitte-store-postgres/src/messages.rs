@@ -8,7 +8,7 @@ use chrono::{DateTime, Utc};
 use sqlx::PgConnection;
 use vitte_domain::ids::{DialogId, MessageId, UpdateId, UserId};
 use vitte_domain::model::{Message, MessageState, ModelUsage, NewMessage, Role, TokenUsage};
-use vitte_domain::ports::{MessageRepo, StoreError};
+use vitte_domain::ports::{CompletedReply, MessageRepo, ReplyCompletion, StoreError};
 
 use crate::PgStore;
 use crate::error::{corrupt, db};
@@ -73,58 +73,56 @@ impl TryFrom<MessageRow> for Message {
     }
 }
 
+/// The insert of a new message, parameters `$1`…`$11` as [`bind_new`]
+/// binds them, returning the stored row; a message of an update already
+/// stored is not inserted again.
+macro_rules! insert_message {
+    () => {
+        concat!(
+            "INSERT INTO messages (dialog_id, role, text, state, telegram_message_id, update_id, \
+                                   reply_to, model, prompt_tokens, completion_tokens, created_at) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
+             ON CONFLICT (update_id) WHERE update_id IS NOT NULL DO NOTHING \
+             RETURNING ",
+            message_columns!()
+        )
+    };
+}
+
+/// A stored reply and the dialog's score after it.
+#[derive(sqlx::FromRow)]
+struct CompletedRow {
+    #[sqlx(flatten)]
+    message: MessageRow,
+    intimacy_score: i64,
+    reply_wanted: bool,
+}
+
+type QueryAs<'q, T> = sqlx::query::QueryAs<'q, sqlx::Postgres, T, sqlx::postgres::PgArguments>;
+
+/// Binds a new message as `$1`…`$11` of [`insert_message!`].
+fn bind_new<'q, T>(query: QueryAs<'q, T>, m: &'q NewMessage, now: DateTime<Utc>) -> QueryAs<'q, T> {
+    let usage = m.usage.as_ref();
+    query
+        .bind(m.dialog_id.0)
+        .bind(m.role.as_str())
+        .bind(&m.text)
+        .bind(m.state.as_str())
+        .bind(m.telegram_message_id)
+        .bind(m.update_id.map(UpdateId::get))
+        .bind(m.reply_to.map(|id| id.0))
+        .bind(usage.map(|u| u.model.as_str()))
+        .bind(usage.map(|u| u.prompt_tokens))
+        .bind(usage.map(|u| u.completion_tokens))
+        .bind(now)
+}
+
 fn raw_ids(ids: &[MessageId]) -> Vec<i64> {
     ids.iter().map(|id| id.0).collect()
 }
 
-/// Inserts the message and moves its dialog's `updated_at` forward; `None`
-/// (and nothing written) when a message from the same update is stored. A
-/// concurrent uncommitted insert of that update makes this wait for it.
-async fn insert(
-    conn: &mut PgConnection,
-    m: &NewMessage,
-    now: DateTime<Utc>,
-) -> Result<Option<Message>, StoreError> {
-    let usage = m.usage.as_ref();
-    let row = sqlx::query_as::<_, MessageRow>(concat!(
-        "INSERT INTO messages (dialog_id, role, text, state, telegram_message_id, update_id, \
-                               reply_to, model, prompt_tokens, completion_tokens, created_at) \
-         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11) \
-         ON CONFLICT (update_id) WHERE update_id IS NOT NULL DO NOTHING \
-         RETURNING ",
-        message_columns!()
-    ))
-    .bind(m.dialog_id.0)
-    .bind(m.role.as_str())
-    .bind(&m.text)
-    .bind(m.state.as_str())
-    .bind(m.telegram_message_id)
-    .bind(m.update_id.map(UpdateId::get))
-    .bind(m.reply_to.map(|id| id.0))
-    .bind(usage.map(|u| u.model.as_str()))
-    .bind(usage.map(|u| u.prompt_tokens))
-    .bind(usage.map(|u| u.completion_tokens))
-    .bind(now)
-    .fetch_optional(&mut *conn)
-    .await
-    .map_err(db)?;
-    let Some(row) = row else {
-        return Ok(None);
-    };
-    sqlx::query("UPDATE dialogs SET updated_at = GREATEST(updated_at, $2) WHERE id = $1")
-        .bind(m.dialog_id.0)
-        .bind(now)
-        .execute(&mut *conn)
-        .await
-        .map_err(db)?;
-    row.try_into().map(Some)
-}
-
-/// The message stored from `update`, which [`insert`] found already there.
-async fn from_update(
-    conn: &mut PgConnection,
-    update: Option<UpdateId>,
-) -> Result<Message, StoreError> {
+/// The message stored from `update`, found when storing it again did nothing.
+async fn from_update(pool: &sqlx::PgPool, update: Option<UpdateId>) -> Result<Message, StoreError> {
     // Only a conflict on the update index makes the insert do nothing.
     let update = update.ok_or_else(|| {
         StoreError::Conflict("a message without an update was not stored".to_owned())
@@ -135,7 +133,7 @@ async fn from_update(
         " FROM messages WHERE update_id = $1"
     ))
     .bind(update.get())
-    .fetch_optional(&mut *conn)
+    .fetch_optional(pool)
     .await
     .map_err(db)?
     .ok_or(StoreError::NotFound("message"))?
@@ -175,13 +173,28 @@ impl MessageRepo for PgStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let stored = match insert(&mut tx, message, now).await? {
-            Some(stored) => stored,
-            None => from_update(&mut tx, message.update_id).await?,
-        };
-        tx.commit().await.map_err(db)?;
-        Ok(stored)
+        // One statement: the message and its dialog's `updated_at` commit
+        // together without a transaction's extra round trips.
+        let row = bind_new(
+            sqlx::query_as::<_, MessageRow>(concat!(
+                "WITH m AS (",
+                insert_message!(),
+                "), d AS ( \
+                     UPDATE dialogs SET updated_at = GREATEST(updated_at, $11) \
+                     WHERE id = $1 AND EXISTS (SELECT 1 FROM m) \
+                 ) \
+                 SELECT * FROM m"
+            )),
+            message,
+            now,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => from_update(&self.pool, message.update_id).await,
+        }
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -254,23 +267,90 @@ impl MessageRepo for PgStore {
         Ok(())
     }
 
-    async fn complete_reply(
+    async fn append_from_update(
         &self,
-        answered: &[MessageId],
-        reply: &NewMessage,
+        message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
-        let mut tx = self.pool.begin().await.map_err(db)?;
-        let stored = insert(&mut tx, reply, now).await?.ok_or_else(|| {
+        let Some(update) = message.update_id else {
+            return Err(StoreError::Conflict(
+                "a message stored with its update needs the update's id".to_owned(),
+            ));
+        };
+        // One statement, so one round trip and one commit: the message, its
+        // dialog's `updated_at` and the update's end are stored together.
+        let row = bind_new(
+            sqlx::query_as::<_, MessageRow>(concat!(
+                "WITH m AS (",
+                insert_message!(),
+                "), d AS ( \
+                     UPDATE dialogs SET updated_at = GREATEST(updated_at, $11) \
+                     WHERE id = $1 AND EXISTS (SELECT 1 FROM m) \
+                 ), u AS ( \
+                     UPDATE inbound_updates \
+                     SET state = 'done', finished_at = $11, leased_until = NULL \
+                     WHERE update_id = $6 AND state = 'pending' \
+                 ) \
+                 SELECT * FROM m"
+            )),
+            message,
+            now,
+        )
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?;
+        match row {
+            Some(row) => row.try_into(),
+            // Stored before (the handler ran again after a crash): that
+            // message is the answer, and the update is finished all the same.
+            None => from_update(&self.pool, Some(update)).await,
+        }
+    }
+
+    async fn complete_reply(
+        &self,
+        completion: &ReplyCompletion<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CompletedReply, StoreError> {
+        // One statement: the reply, the answered messages, the dialog's
+        // intimacy, `updated_at` and lease commit together, in one round trip.
+        // Nothing but the insert's conflict leaves `m` empty, and then
+        // nothing else is written either.
+        let row = bind_new(
+            sqlx::query_as::<_, CompletedRow>(concat!(
+                "WITH m AS (",
+                insert_message!(),
+                "), a AS ( \
+                     UPDATE messages SET state = 'answered' \
+                     WHERE id = ANY($12) AND EXISTS (SELECT 1 FROM m) \
+                 ), d AS ( \
+                     UPDATE dialogs SET updated_at = GREATEST(updated_at, $11), \
+                         intimacy_score = intimacy_score + $13, \
+                         reply_owner = CASE WHEN reply_owner = $14 THEN NULL ELSE reply_owner END, \
+                         reply_lease_until = CASE WHEN reply_owner = $14 THEN NULL \
+                                                  ELSE reply_lease_until END \
+                     WHERE id = $1 AND EXISTS (SELECT 1 FROM m) \
+                     RETURNING intimacy_score, reply_wanted \
+                 ) \
+                 SELECT m.*, d.intimacy_score, d.reply_wanted FROM m CROSS JOIN d"
+            )),
+            completion.reply,
+            now,
+        )
+        .bind(raw_ids(completion.answered))
+        .bind(completion.intimacy)
+        .bind(completion.lease_owner)
+        .fetch_optional(&self.pool)
+        .await
+        .map_err(db)?
+        .ok_or_else(|| {
             StoreError::Conflict("a message from the reply's update is already stored".to_owned())
         })?;
-        sqlx::query("UPDATE messages SET state = 'answered' WHERE id = ANY($1)")
-            .bind(raw_ids(answered))
-            .execute(&mut *tx)
-            .await
-            .map_err(db)?;
-        tx.commit().await.map_err(db)?;
-        Ok(stored)
+        Ok(CompletedReply {
+            message: row.message.try_into()?,
+            intimacy: row.intimacy_score,
+            reply_wanted: row.reply_wanted,
+        })
     }
 
     async fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>, StoreError> {

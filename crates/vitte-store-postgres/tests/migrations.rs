@@ -150,29 +150,36 @@ async fn up_and_down_round_trip_to_an_identical_schema() {
 
     let status = store.status().await.expect("status on an empty database");
     assert!(status.applied.is_empty());
-    assert_eq!(versions(&status.pending), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions(&status.pending), [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(status.pending[0].description, "core");
     assert_eq!(status.pending[3].description, "reply pipeline");
     assert_eq!(status.pending[4].description, "spend caps");
     assert_eq!(status.pending[5].description, "inbox senders");
+    assert_eq!(status.pending[6].description, "reply requests");
     assert!(status.unknown.is_empty());
     assert!(!status.is_current());
     assert_eq!(status.version(), 0);
 
-    // The schema one version back, to compare a single step down against.
+    // The schema one and two versions back, to compare single steps down against.
     let options = store.connect_options();
     assert_eq!(
         versions(&schema::up(options, &up_to(5)).await.expect("up to 5")),
         [1, 2, 3, 4, 5]
     );
     let at_five = schema_dump(store.pool()).await;
+    assert_eq!(
+        versions(&schema::up(options, &up_to(6)).await.expect("up to 6")),
+        [6]
+    );
+    let at_six = schema_dump(store.pool()).await;
 
-    assert_eq!(versions(&store.up().await.expect("up")), [6]);
+    assert_eq!(versions(&store.up().await.expect("up")), [7]);
     let status = store.status().await.expect("status");
     assert!(status.is_current());
-    assert_eq!(status.version(), 6);
-    assert_eq!(versions(&status.applied), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(status.version(), 7);
+    assert_eq!(versions(&status.applied), [1, 2, 3, 4, 5, 6, 7]);
     assert!(column_exists(store.pool(), "inbound_updates", "sender").await);
+    assert!(column_exists(store.pool(), "dialogs", "reply_wanted").await);
     assert!(store.up().await.expect("second up").is_empty());
     let migrated = schema_dump(store.pool()).await;
     assert!(migrated.iter().any(|l| l.contains("dialogs_one_active")));
@@ -203,11 +210,20 @@ async fn up_and_down_round_trip_to_an_identical_schema() {
     assert_eq!(schema_dump(store.pool()).await, migrated);
 
     let reverted = store.down(DownTarget::Steps(1)).await.expect("down 1");
+    assert_eq!(versions(&reverted), [7]);
+    assert_eq!(schema_dump(store.pool()).await, at_six);
+    let status = store.status().await.expect("status");
+    assert_eq!(status.version(), 6);
+    assert_eq!(versions(&status.pending), [7]);
+    assert!(!column_exists(store.pool(), "dialogs", "reply_wanted").await);
+    assert!(column_exists(store.pool(), "inbound_updates", "sender").await);
+
+    let reverted = store.down(DownTarget::Steps(1)).await.expect("down 6");
     assert_eq!(versions(&reverted), [6]);
     assert_eq!(schema_dump(store.pool()).await, at_five);
     let status = store.status().await.expect("status");
     assert_eq!(status.version(), 5);
-    assert_eq!(versions(&status.pending), [6]);
+    assert_eq!(versions(&status.pending), [6, 7]);
     assert!(!column_exists(store.pool(), "inbound_updates", "sender").await);
 
     let reverted = store.down(DownTarget::Steps(1)).await.expect("down 5");
@@ -227,21 +243,24 @@ async fn up_and_down_round_trip_to_an_identical_schema() {
     assert!(table_exists(store.pool(), "payments").await);
     assert_eq!(store.status().await.expect("status").version(), 2);
 
-    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4, 5, 6]);
+    assert_eq!(
+        versions(&store.up().await.expect("up again")),
+        [3, 4, 5, 6, 7]
+    );
     assert_eq!(schema_dump(store.pool()).await, migrated);
 
     let reverted = store.down(DownTarget::All).await.expect("down all");
-    assert_eq!(versions(&reverted), [6, 5, 4, 3, 2, 1]);
+    assert_eq!(versions(&reverted), [7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(public_tables(store.pool()).await, ["_sqlx_migrations"]);
     assert!(recorded_versions(store.pool()).await.is_empty());
     assert_eq!(
         versions(&store.status().await.expect("status").pending),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7]
     );
 
     assert_eq!(
         versions(&store.up().await.expect("up from scratch")),
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7]
     );
     assert_eq!(schema_dump(store.pool()).await, migrated);
 }
@@ -269,7 +288,7 @@ async fn messages_stored_twice_from_one_update_keep_the_oldest_link() {
     .await
     .expect("seed");
 
-    assert_eq!(versions(&store.up().await.expect("up")), [4, 5, 6]);
+    assert_eq!(versions(&store.up().await.expect("up")), [4, 5, 6, 7]);
     let rows: Vec<(String, Option<i64>)> =
         sqlx::query_as("SELECT text, update_id FROM messages ORDER BY id")
             .fetch_all(store.pool())
@@ -298,7 +317,7 @@ async fn down_past_the_first_migration_reverts_what_is_there() {
     );
     store.up().await.expect("up");
     let reverted = store.down(DownTarget::Steps(10)).await.expect("down 10");
-    assert_eq!(versions(&reverted), [6, 5, 4, 3, 2, 1]);
+    assert_eq!(versions(&reverted), [7, 6, 5, 4, 3, 2, 1]);
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -326,12 +345,12 @@ async fn concurrent_ups_apply_each_migration_once() {
     applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6],
+        [1, 2, 3, 4, 5, 6, 7],
         "each migration reported by exactly one caller"
     );
     assert_eq!(
         recorded_versions(stores[0].pool()).await,
-        [1, 2, 3, 4, 5, 6]
+        [1, 2, 3, 4, 5, 6, 7]
     );
 }
 
@@ -351,9 +370,9 @@ async fn a_failing_migration_leaves_the_previous_version() {
     assert!(matches!(error, StoreError::Backend(_)), "{error:?}");
 
     assert!(!table_exists(store.pool(), "half_done").await);
-    assert_eq!(recorded_versions(store.pool()).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(store.pool()).await, [1, 2, 3, 4, 5, 6, 7]);
     let status = store.status().await.expect("status");
-    assert_eq!(status.version(), 6);
+    assert_eq!(status.version(), 7);
     assert!(status.is_current());
 
     // The lock went with the failed call's session: later runs proceed.
@@ -372,7 +391,7 @@ async fn a_failing_migration_leaves_the_previous_version() {
                 .await
                 .expect("down")
         ),
-        [6]
+        [7]
     );
 }
 
@@ -387,7 +406,7 @@ async fn versions_from_a_newer_build_are_reported_and_refused() {
     let applied = schema::up(store.connect_options(), &newer)
         .await
         .expect("newer build migrates");
-    assert_eq!(versions(&applied), [1, 2, 3, 4, 5, 6, 4000]);
+    assert_eq!(versions(&applied), [1, 2, 3, 4, 5, 6, 7, 4000]);
 
     let status = store.status().await.expect("status");
     assert_eq!(status.unknown, [4000]);

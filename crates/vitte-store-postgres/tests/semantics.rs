@@ -17,6 +17,7 @@ use vitte_domain::ports::{
     DialogRepo, EntitlementRepo, MessageRepo, PaymentRepo, PersonaRepo, SettleOutcome, StoreError,
     UpdateInbox, UserRepo,
 };
+use vitte_store_conformance::fixtures::plain;
 use vitte_store_postgres::{PgStore, testing};
 
 fn t0() -> DateTime<Utc> {
@@ -520,11 +521,11 @@ async fn concurrent_retries_reopen_each_exchange_once() {
             .expect("user message");
         store
             .complete_reply(
-                &[m.id],
-                &message(Role::Assistant, MessageState::Sent, None),
+                &plain(&[m.id], &message(Role::Assistant, MessageState::Sent, None)),
                 t0(),
             )
             .await
+            .map(|c| c.message)
             .expect("reply");
         asked.push(vec![m.id]);
     }

@@ -17,6 +17,7 @@ use vitte_domain::ports::{
     DialogRepo, EntitlementRepo, MessageRepo, PaymentRepo, PersonaRepo, SchemaControl,
     SettleOutcome, UpdateInbox, UserRepo,
 };
+use vitte_store_conformance::fixtures::plain;
 use vitte_store_sqlite::SqliteStore;
 use vitte_store_sqlite::testing::pool_settings;
 
@@ -323,8 +324,12 @@ async fn concurrent_retries_from_many_stores_reopen_an_exchange_once() {
         .await
         .expect("user message");
     stores[0]
-        .complete_reply(&[asked.id], &message(d, Role::Assistant, None), t0())
+        .complete_reply(
+            &plain(&[asked.id], &message(d, Role::Assistant, None)),
+            t0(),
+        )
         .await
+        .map(|c| c.message)
         .expect("reply");
     let retries = stores.iter().flat_map(|store| {
         (0..3).map(move |_| {

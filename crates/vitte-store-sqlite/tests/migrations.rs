@@ -72,7 +72,7 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
 
     let fresh = store.status().await.expect("status");
     assert!(fresh.applied.is_empty() && fresh.unknown.is_empty());
-    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions(&fresh.pending), [1, 2, 3, 4, 5, 6, 7]);
     assert!(!fresh.is_current());
     assert_eq!(fresh.version(), 0);
     assert!(
@@ -80,19 +80,24 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
         "status wrote to an unmigrated database"
     );
 
-    // The schema one version back, to compare a single step down against.
+    // The schema one and two versions back, to compare single steps down against.
     assert_eq!(
         versions(&store.up_with(&up_to(5)).await.expect("up to 5")),
         [1, 2, 3, 4, 5]
     );
     let at_five = schema(&store).await;
     assert_eq!(
+        versions(&store.up_with(&up_to(6)).await.expect("up to 6")),
+        [6]
+    );
+    let at_six = schema(&store).await;
+    assert_eq!(
         versions(&store.down(DownTarget::All).await.expect("down all")),
-        [5, 4, 3, 2, 1]
+        [6, 5, 4, 3, 2, 1]
     );
 
     let applied = store.up().await.expect("up");
-    assert_eq!(versions(&applied), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions(&applied), [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(
         applied
             .iter()
@@ -104,12 +109,13 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
             "broadcasts",
             "reply pipeline",
             "spend caps",
-            "inbox senders"
+            "inbox senders",
+            "reply requests"
         ]
     );
     let current = store.status().await.expect("status");
     assert!(current.is_current());
-    assert_eq!(current.version(), 6);
+    assert_eq!(current.version(), 7);
     assert_eq!(current.applied, applied);
     assert_eq!(store.up().await.expect("up again"), []);
     let migrated = schema(&store).await;
@@ -128,31 +134,54 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
             "{index} missing"
         );
     }
-    assert!(
-        columns(&store, "dialogs")
-            .await
-            .ends_with(&["reply_owner".to_owned(), "reply_lease_until".to_owned()])
-    );
+    assert!(columns(&store, "dialogs").await.ends_with(&[
+        "reply_owner".to_owned(),
+        "reply_lease_until".to_owned(),
+        "reply_wanted".to_owned()
+    ]));
 
     let reverted = store.down(DownTarget::All).await.expect("down all");
-    assert_eq!(versions(&reverted), [6, 5, 4, 3, 2, 1]);
+    assert_eq!(versions(&reverted), [7, 6, 5, 4, 3, 2, 1]);
     assert_eq!(tables(&store).await, ["_sqlx_migrations"]);
     let empty = store.status().await.expect("status");
     assert!(empty.applied.is_empty());
-    assert_eq!(versions(&empty.pending), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(versions(&empty.pending), [1, 2, 3, 4, 5, 6, 7]);
     assert_eq!(store.down(DownTarget::All).await.expect("down again"), []);
 
-    assert_eq!(versions(&store.up().await.expect("up")), [1, 2, 3, 4, 5, 6]);
+    assert_eq!(
+        versions(&store.up().await.expect("up")),
+        [1, 2, 3, 4, 5, 6, 7]
+    );
     assert_eq!(schema(&store).await, migrated);
 
     assert_eq!(store.down(DownTarget::Steps(0)).await.expect("down 0"), []);
     assert_eq!(
         versions(&store.down(DownTarget::Steps(1)).await.expect("down 1")),
-        [6]
+        [7]
     );
     let after_one = store.status().await.expect("status");
-    assert_eq!(after_one.version(), 5);
-    assert_eq!(versions(&after_one.pending), [6]);
+    assert_eq!(after_one.version(), 6);
+    assert_eq!(versions(&after_one.pending), [7]);
+    assert_eq!(schema(&store).await, at_six);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6]);
+    assert!(
+        columns(&store, "dialogs")
+            .await
+            .ends_with(&["reply_owner".to_owned(), "reply_lease_until".to_owned()])
+    );
+    assert!(
+        columns(&store, "inbound_updates")
+            .await
+            .contains(&"sender".to_owned())
+    );
+
+    assert_eq!(
+        versions(&store.down(DownTarget::Steps(1)).await.expect("down 6")),
+        [6]
+    );
+    let after_two = store.status().await.expect("status");
+    assert_eq!(after_two.version(), 5);
+    assert_eq!(versions(&after_two.pending), [6, 7]);
     assert_eq!(schema(&store).await, at_five);
     assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5]);
     assert!(
@@ -189,7 +218,10 @@ async fn up_and_down_cycle_restores_an_identical_schema() {
     assert!(!left.contains(&"broadcast_deliveries".to_owned()));
     assert_eq!(recorded_versions(&store).await, [1, 2]);
 
-    assert_eq!(versions(&store.up().await.expect("up again")), [3, 4, 5, 6]);
+    assert_eq!(
+        versions(&store.up().await.expect("up again")),
+        [3, 4, 5, 6, 7]
+    );
     assert_eq!(schema(&store).await, migrated);
 }
 
@@ -211,7 +243,7 @@ async fn messages_stored_twice_from_one_update_keep_the_oldest_link() {
     .await
     .expect("seed");
 
-    assert_eq!(versions(&store.up().await.expect("up")), [4, 5, 6]);
+    assert_eq!(versions(&store.up().await.expect("up")), [4, 5, 6, 7]);
     let rows: Vec<(String, Option<i64>)> =
         sqlx::query_as("SELECT text, update_id FROM messages ORDER BY id")
             .fetch_all(store.pool())
@@ -242,27 +274,27 @@ async fn ten_concurrent_ups_apply_each_migration_once() {
     applied.sort_unstable();
     assert_eq!(
         applied,
-        [1, 2, 3, 4, 5, 6],
+        [1, 2, 3, 4, 5, 6, 7],
         "each migration applied exactly once"
     );
-    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(&stores[0]).await, [1, 2, 3, 4, 5, 6, 7]);
     for store in &stores {
         assert!(store.status().await.expect("status").is_current());
     }
 }
 
-/// The real migrations plus a seventh whose script fails half-way.
-fn with_broken_seventh() -> Migrator {
+/// The real migrations plus an eighth whose script fails half-way.
+fn with_broken_eighth() -> Migrator {
     let mut migrations: Vec<Migration> = migrator().iter().cloned().collect();
     migrations.push(Migration::new(
-        7,
+        8,
         "broken".into(),
         MigrationType::ReversibleUp,
         "CREATE TABLE half_done (id INTEGER PRIMARY KEY); THIS IS NOT SQL;".into_sql_str(),
         false,
     ));
     migrations.push(Migration::new(
-        7,
+        8,
         "broken".into(),
         MigrationType::ReversibleDown,
         "DROP TABLE half_done;".into_sql_str(),
@@ -274,18 +306,18 @@ fn with_broken_seventh() -> Migrator {
 #[tokio::test]
 async fn a_failing_migration_leaves_no_trace() {
     let store = unmigrated_temp_store().await.expect("store");
-    let broken = with_broken_seventh();
+    let broken = with_broken_eighth();
     let err = store.up_with(&broken).await.expect_err("broken migration");
     assert!(
-        err.to_string().contains('7'),
+        err.to_string().contains('8'),
         "error does not name the migration: {err}"
     );
 
     let status = store.status_with(&broken).await.expect("status");
-    assert_eq!(status.version(), 6);
-    assert_eq!(versions(&status.pending), [7]);
+    assert_eq!(status.version(), 7);
+    assert_eq!(versions(&status.pending), [8]);
     assert!(!tables(&store).await.contains(&"half_done".to_owned()));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6, 7]);
     assert!(store.status().await.expect("status").is_current());
 }
 
@@ -309,7 +341,7 @@ async fn a_newer_schema_is_reported_and_refused() {
     let newer = Migrator::with_migrations(migrations);
     assert_eq!(
         versions(&store.up_with(&newer).await.expect("up")),
-        [1, 2, 3, 4, 5, 6, 9]
+        [1, 2, 3, 4, 5, 6, 7, 9]
     );
 
     // This build does not know migration 9.
@@ -321,5 +353,5 @@ async fn a_newer_schema_is_reported_and_refused() {
         store.down(DownTarget::Steps(1)).await,
         Err(StoreError::Conflict(_))
     ));
-    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6, 9]);
+    assert_eq!(recorded_versions(&store).await, [1, 2, 3, 4, 5, 6, 7, 9]);
 }

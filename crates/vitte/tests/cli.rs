@@ -96,7 +96,7 @@ fn migrate_round_trip(url: &str) {
     );
     assert_eq!(
         text(&status).matches("pending").count(),
-        6,
+        7,
         "{}",
         text(&status)
     );
@@ -105,7 +105,7 @@ fn migrate_round_trip(url: &str) {
     assert!(up.status.success(), "{}", text(&up));
     assert_eq!(
         stdout(&up).matches("applied 000").count(),
-        6,
+        7,
         "{}",
         text(&up)
     );
@@ -114,8 +114,8 @@ fn migrate_round_trip(url: &str) {
 
     let one = cmd(&["migrate", "down"]);
     assert!(one.status.success(), "{}", text(&one));
-    assert!(text(&one).contains("reverted 0006"), "{}", text(&one));
-    assert!(text(&one).contains("schema at version 5"), "{}", text(&one));
+    assert!(text(&one).contains("reverted 0007"), "{}", text(&one));
+    assert!(text(&one).contains("schema at version 6"), "{}", text(&one));
 
     let all = cmd(&["migrate", "down", "--all"]);
     assert!(all.status.success(), "{}", text(&all));
@@ -123,7 +123,7 @@ fn migrate_round_trip(url: &str) {
     let again = cmd(&["migrate", "up"]);
     assert!(again.status.success(), "{}", text(&again));
     assert!(
-        text(&again).contains("schema at version 6"),
+        text(&again).contains("schema at version 7"),
         "{}",
         text(&again)
     );
@@ -155,7 +155,7 @@ fn concurrent_migrate_up(url: &str) {
         applied += stdout(&out).matches("applied 000").count();
     }
     assert_eq!(
-        applied, 6,
+        applied, 7,
         "each migration must be applied exactly once in total"
     );
     let status = run(vitte(dir.path())

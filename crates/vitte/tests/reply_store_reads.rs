@@ -234,7 +234,7 @@ async fn measure(earlier: usize) -> Vec<Cost> {
         // Delivered; the reply is done once the responder let the dialog go
         // and the inbox marked the update handled.
         recorder
-            .wait_for(mark, &["complete_reply", "release_reply", "finish_update"])
+            .wait_for(mark, &["complete_reply", "append_from_update"])
             .await;
         costs.push(Cost::of(&recorder.since(mark)));
     }
@@ -292,9 +292,24 @@ fn assert_warm_messages_read_once(costs: &[Cost]) {
             cost.reads.keys().all(|&r| r == "recent_messages"),
             "message {i}: {cost:?}"
         );
-        for write in ["append_message", "complete_reply"] {
+        // The message with its update's end; the lease; the reply with its
+        // intimacy and the lease's release; the inbox's record and claim.
+        for write in [
+            "record_update",
+            "claim_updates",
+            "append_from_update",
+            "lease_reply",
+            "complete_reply",
+        ] {
             assert_eq!(cost.writes.get(write), Some(&1), "message {i}: {cost:?}");
         }
+        assert!(
+            cost.writes.keys().all(|w| !matches!(
+                *w,
+                "finish_update" | "add_intimacy" | "release_reply" | "append_message"
+            )),
+            "message {i} wrote more than it needs: {cost:?}"
+        );
     }
 }
 

@@ -7,7 +7,7 @@ use vitte_domain::model::{MessageState, NewMessage, Role};
 
 use vitte_domain::services::escape_html;
 
-use super::{Caller, HandleError, start};
+use super::{Caller, HandleError, Handled, start};
 use crate::context::{BotContext, ReplyJob};
 use crate::middlewares::limits::{self, Verdict};
 
@@ -20,13 +20,15 @@ pub(super) async fn on_text(
     update: UpdateId,
     telegram_message_id: i32,
     text: &str,
-) -> Result<(), HandleError> {
+) -> Result<Handled, HandleError> {
     let persona = match caller.user.current_persona_id {
         Some(id) => ctx.store.persona(id).await?,
         None => None,
     };
     let Some(persona) = persona else {
-        return start::show_personas(ctx, &caller, "chat.no_persona").await;
+        return start::show_personas(ctx, &caller, "chat.no_persona")
+            .await
+            .map(|()| Handled::Open);
     };
     let now = ctx.clock.now();
     let subscribed = ctx
@@ -36,7 +38,7 @@ pub(super) async fn on_text(
         .is_some();
     match limits::message(ctx, &caller.user, subscribed).await {
         Verdict::Allowed => {}
-        Verdict::Silent => return Ok(()),
+        Verdict::Silent => return Ok(Handled::Open),
         Verdict::Tell(wait) => {
             let text = ctx.texts.get(
                 caller.lang,
@@ -47,7 +49,7 @@ pub(super) async fn on_text(
                 ],
             );
             ctx.telegram.send_html(caller.chat, &text, None).await?;
-            return Ok(());
+            return Ok(Handled::Open);
         }
     }
     let dialog = ctx
@@ -65,12 +67,14 @@ pub(super) async fn on_text(
         reply_to: None,
         usage: None,
     };
-    ctx.store.append_message(&message, now).await?;
+    // The message and the update's end are one write: nothing is left to
+    // do for the update once the message is stored.
+    ctx.store.append_from_update(&message, now).await?;
     // The generator may live in another process; then its recovery sweep
     // picks the message up. Here it is woken at once.
     let _ = ctx.replies.send(ReplyJob {
         dialog: dialog.id,
         chat: caller.chat,
     });
-    Ok(())
+    Ok(Handled::Finished)
 }

@@ -30,6 +30,17 @@ pub enum HandleError {
     Send(#[from] SendError),
 }
 
+/// How a handled update is finished.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default)]
+pub enum Handled {
+    /// The inbox marks it done.
+    #[default]
+    Open,
+    /// The handler's own write marked it done (a chat message is stored
+    /// together with its update's end).
+    Finished,
+}
+
 /// A person in their private chat with the bot, as handlers see them.
 pub(crate) struct Caller {
     pub user: User,
@@ -43,44 +54,50 @@ pub async fn handle(
     ctx: &BotContext,
     id: UpdateId,
     payload: &serde_json::Value,
-) -> Result<(), HandleError> {
+) -> Result<Handled, HandleError> {
     // teloxide's Update only deserializes from text (its flattened update
     // kind does not survive serde_json::Value), so go through the text form.
     let update: Update = match serde_json::from_str(&payload.to_string()) {
         Ok(u) => u,
         Err(e) => {
             tracing::warn!(update_id = id.get(), error = %e, "unparseable update ignored");
-            return Ok(());
+            return Ok(Handled::Open);
         }
     };
     match &update.kind {
         UpdateKind::Message(m) => on_message(ctx, id, m).await,
-        UpdateKind::CallbackQuery(q) => {
-            // Stop the client's spinner first, whatever happens next.
-            if let Err(e) = ctx.telegram.answer_callback(&q.id.0).await {
-                tracing::debug!(error = %e, "callback answer failed");
-            }
-            let Some(message) = q.regular_message() else {
-                return Ok(());
-            };
-            let Some(profile) = access::admit(Some(&q.from), &message.chat) else {
-                return Ok(());
-            };
-            if !flood_gate(ctx, &profile, message.chat.id.0).await {
-                return Ok(());
-            }
-            let Some(callback) = q.data.as_deref().and_then(Callback::parse) else {
-                return Ok(());
-            };
-            let caller = caller(ctx, &profile, message.chat.id.0).await?;
-            if limits::button(ctx, &caller.user).await != limits::Verdict::Allowed {
-                return Ok(());
-            }
-            let user = caller.user.id;
-            settle(ctx, user, start::on_callback(ctx, caller, callback).await).await
-        }
-        _ => Ok(()),
+        UpdateKind::CallbackQuery(q) => on_callback(ctx, q).await.map(|()| Handled::Open),
+        _ => Ok(Handled::Open),
     }
+}
+
+/// A button press.
+async fn on_callback(
+    ctx: &BotContext,
+    q: &teloxide_core::types::CallbackQuery,
+) -> Result<(), HandleError> {
+    // Stop the client's spinner first, whatever happens next.
+    if let Err(e) = ctx.telegram.answer_callback(&q.id.0).await {
+        tracing::debug!(error = %e, "callback answer failed");
+    }
+    let Some(message) = q.regular_message() else {
+        return Ok(());
+    };
+    let Some(profile) = access::admit(Some(&q.from), &message.chat) else {
+        return Ok(());
+    };
+    if !flood_gate(ctx, &profile, message.chat.id.0).await {
+        return Ok(());
+    }
+    let Some(callback) = q.data.as_deref().and_then(Callback::parse) else {
+        return Ok(());
+    };
+    let caller = caller(ctx, &profile, message.chat.id.0).await?;
+    if limits::button(ctx, &caller.user).await != limits::Verdict::Allowed {
+        return Ok(());
+    }
+    let user = caller.user.id;
+    settle(ctx, user, start::on_callback(ctx, caller, callback).await).await
 }
 
 /// Counts the update against the flood quota, before anything else touches
@@ -145,26 +162,26 @@ fn needs_refresh(
 
 /// A person who blocked the bot cannot be answered: the update is done, and
 /// the flag keeps broadcasts and reminders away until they write again.
-async fn settle(
+async fn settle<T: Default>(
     ctx: &BotContext,
     user: vitte_domain::ids::UserId,
-    result: Result<(), HandleError>,
-) -> Result<(), HandleError> {
+    result: Result<T, HandleError>,
+) -> Result<T, HandleError> {
     match result {
         Err(HandleError::Send(SendError::Blocked)) => {
             ctx.store.set_blocked_bot(user, true).await?;
-            Ok(())
+            Ok(T::default())
         }
         other => other,
     }
 }
 
-async fn on_message(ctx: &BotContext, id: UpdateId, m: &Message) -> Result<(), HandleError> {
+async fn on_message(ctx: &BotContext, id: UpdateId, m: &Message) -> Result<Handled, HandleError> {
     let Some(profile) = access::admit(m.from.as_ref(), &m.chat) else {
-        return Ok(());
+        return Ok(Handled::Open);
     };
     if !flood_gate(ctx, &profile, m.chat.id.0).await {
-        return Ok(());
+        return Ok(Handled::Open);
     }
     let caller = caller(ctx, &profile, m.chat.id.0).await?;
     let user = caller.user.id;
@@ -176,23 +193,26 @@ async fn route_message(
     caller: Caller,
     id: UpdateId,
     m: &Message,
-) -> Result<(), HandleError> {
+) -> Result<Handled, HandleError> {
     let Some(text) = m.text() else {
         let reply = ctx.texts.get(caller.lang, "chat.text_only", &[]);
         ctx.telegram.send_html(caller.chat, &reply, None).await?;
-        return Ok(());
+        return Ok(Handled::Open);
     };
     if let Some(command) = commands::Command::parse(text) {
-        if let commands::Command::Start(payload) = command {
-            return start::on_start(ctx, caller, payload).await;
-        }
-        if terms_gate::check(&caller.user) != terms_gate::Gate::Open {
-            return start::ask_terms(ctx, &caller, None).await;
-        }
-        return commands::run(ctx, caller, command).await;
+        let done = if let commands::Command::Start(payload) = command {
+            start::on_start(ctx, caller, payload).await
+        } else if terms_gate::check(&caller.user) != terms_gate::Gate::Open {
+            start::ask_terms(ctx, &caller, None).await
+        } else {
+            commands::run(ctx, caller, command).await
+        };
+        return done.map(|()| Handled::Open);
     }
     if terms_gate::check(&caller.user) != terms_gate::Gate::Open {
-        return start::ask_terms(ctx, &caller, None).await;
+        return start::ask_terms(ctx, &caller, None)
+            .await
+            .map(|()| Handled::Open);
     }
     chat::on_text(ctx, caller, id, m.id.0, text).await
 }

@@ -166,6 +166,45 @@ impl CachedStore {
     }
 }
 
+impl CachedStore {
+    /// Sets a dialog's new intimacy score (the one the store returned) and
+    /// `updated_at` in the cached dialog, by id and as the active one, or
+    /// drops both when the write failed in a way that may have stored it.
+    pub(super) async fn after_intimacy(
+        &self,
+        id: DialogId,
+        result: std::result::Result<i64, &StoreError>,
+        now: DateTime<Utc>,
+    ) {
+        let score = match result {
+            Ok(score) => score,
+            Err(e) if may_have_written(e) => {
+                let mut keys = vec![self.keys.dialog(id)];
+                if let Some(owner) = self.dialog_owner(id).await {
+                    keys.push(self.keys.active_dialog(owner.user, owner.persona));
+                }
+                self.invalidate(keys).await;
+                return;
+            }
+            Err(_) => return,
+        };
+        // The store keeps time to the microsecond.
+        let at = now.trunc_subsecs(6);
+        let set = |cached: &mut Option<DialogDto>| {
+            edit_dialog(cached, id, |d| {
+                d.intimacy_score = score;
+                d.updated_at = d.updated_at.max(at);
+                Change::Changed
+            })
+        };
+        self.update(&self.keys.dialog(id), set).await;
+        if let Some(owner) = self.dialog_owner(id).await {
+            self.update(&self.keys.active_dialog(owner.user, owner.persona), set)
+                .await;
+        }
+    }
+}
+
 #[async_trait]
 impl DialogRepo for CachedStore {
     async fn active_dialog(&self, user: UserId, persona: PersonaId) -> Result<Option<Dialog>> {
@@ -251,32 +290,8 @@ impl DialogRepo for CachedStore {
 
     async fn add_intimacy(&self, id: DialogId, delta: i64, now: DateTime<Utc>) -> Result<i64> {
         let result = self.inner.add_intimacy(id, delta, now).await;
-        let score = match &result {
-            Ok(score) => *score,
-            Err(e) if may_have_written(e) => {
-                let mut keys = vec![self.keys.dialog(id)];
-                if let Some(owner) = self.dialog_owner(id).await {
-                    keys.push(self.keys.active_dialog(owner.user, owner.persona));
-                }
-                self.invalidate(keys).await;
-                return result;
-            }
-            Err(_) => return result,
-        };
-        // The store keeps time to the microsecond.
-        let at = now.trunc_subsecs(6);
-        let set = |cached: &mut Option<DialogDto>| {
-            edit_dialog(cached, id, |d| {
-                d.intimacy_score = score;
-                d.updated_at = at;
-                Change::Changed
-            })
-        };
-        self.update(&self.keys.dialog(id), set).await;
-        if let Some(owner) = self.dialog_owner(id).await {
-            self.update(&self.keys.active_dialog(owner.user, owner.persona), set)
-                .await;
-        }
+        self.after_intimacy(id, result.as_ref().map(|score| *score), now)
+            .await;
         result
     }
 
@@ -290,7 +305,7 @@ impl DialogRepo for CachedStore {
         self.inner.lease_reply(id, owner, now, until).await
     }
 
-    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<()> {
+    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<bool> {
         self.inner.release_reply(id, owner).await
     }
 }

@@ -16,7 +16,7 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 use vitte_domain::ids::{DialogId, MessageId, UserId};
 use vitte_domain::model::{Message, MessageState, ModelUsage, NewMessage, TokenUsage};
-use vitte_domain::ports::{MessageRepo, StoreError};
+use vitte_domain::ports::{CompletedReply, MessageRepo, ReplyCompletion, StoreError};
 
 use super::dialogs::{edit_dialog, touch};
 use super::{CachedStore, Change, Timed, may_have_written};
@@ -120,11 +120,14 @@ impl CachedStore {
     /// time, as the store did (a message stored before, returned again by an
     /// idempotent append, moves nothing), or deletes the cached dialog when
     /// the write failed in a way that may have stored it.
-    async fn after_message_write(&self, dialog: DialogId, result: &Result<Message>) {
+    async fn after_message_write(
+        &self,
+        dialog: DialogId,
+        result: std::result::Result<DateTime<Utc>, &StoreError>,
+    ) {
         let key = self.keys.dialog(dialog);
         match result {
-            Ok(stored) => {
-                let at = stored.created_at;
+            Ok(at) => {
                 self.update(&key, |cached: &mut Option<DialogDto>| {
                     edit_dialog(cached, dialog, |d| touch(d, at))
                 })
@@ -140,7 +143,8 @@ impl CachedStore {
 impl MessageRepo for CachedStore {
     async fn append_message(&self, message: &NewMessage, now: DateTime<Utc>) -> Result<Message> {
         let result = self.inner.append_message(message, now).await;
-        self.after_message_write(message.dialog_id, &result).await;
+        self.after_message_write(message.dialog_id, result.as_ref().map(|m| m.created_at))
+            .await;
         // Replies come through `complete_reply`; a message stored here with
         // a cost is rare enough to just drop the sum it changes.
         if message.usage.is_some()
@@ -168,19 +172,31 @@ impl MessageRepo for CachedStore {
         self.inner.set_message_state(ids, state).await
     }
 
-    async fn complete_reply(
+    async fn append_from_update(
         &self,
-        answered: &[MessageId],
-        reply: &NewMessage,
+        message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message> {
+        // A user's message: it carries no cost, so only the dialog moves.
+        let result = self.inner.append_from_update(message, now).await;
+        self.after_message_write(message.dialog_id, result.as_ref().map(|m| m.created_at))
+            .await;
+        result
+    }
+
+    async fn complete_reply(
+        &self,
+        completion: &ReplyCompletion<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CompletedReply> {
+        let reply = completion.reply;
         let dialog = reply.dialog_id;
         let result = match &reply.usage {
-            None => self.inner.complete_reply(answered, reply, now).await,
+            None => self.inner.complete_reply(completion, now).await,
             Some(usage) => match self.dialog_owner(dialog).await {
                 // The dialog is gone (the write will say so) or its owner
                 // cannot be read: no known sum to keep.
-                None => self.inner.complete_reply(answered, reply, now).await,
+                None => self.inner.complete_reply(completion, now).await,
                 Some(owner) => {
                     let key = self.keys.usage(owner.user);
                     // Held from before the write: a load of the sum in this
@@ -188,10 +204,10 @@ impl MessageRepo for CachedStore {
                     // added below) or follows the addition.
                     let seat = self.flights.seat(&key);
                     let held = seat.lock().await;
-                    let result = self.inner.complete_reply(answered, reply, now).await;
+                    let result = self.inner.complete_reply(completion, now).await;
                     match &result {
                         Ok(stored) => {
-                            let at = stored.created_at;
+                            let at = stored.message.created_at;
                             self.update_held(&key, |sum: &mut UsageEntry| sum.add(at, usage))
                                 .await;
                         }
@@ -206,7 +222,10 @@ impl MessageRepo for CachedStore {
                 }
             },
         };
-        self.after_message_write(dialog, &result).await;
+        self.after_message_write(dialog, result.as_ref().map(|c| c.message.created_at))
+            .await;
+        self.after_intimacy(dialog, result.as_ref().map(|c| c.intimacy), now)
+            .await;
         result
     }
 

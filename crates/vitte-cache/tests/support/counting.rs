@@ -18,9 +18,9 @@ use vitte_domain::model::{
     Persona, PersonaCard, Picture, Subscription, TelegramProfile, Unlock, UpdateState, User,
 };
 use vitte_domain::ports::{
-    BroadcastRepo, DialogRepo, DownTarget, EntitlementRepo, MemoryRepo, MessageRepo, MigrationInfo,
-    PaymentRepo, PersonaRepo, SchemaControl, SchemaStatus, SettleOutcome, Store, StoreError,
-    UpdateInbox, UserRepo,
+    BroadcastRepo, CompletedReply, DialogRepo, DownTarget, EntitlementRepo, MemoryRepo,
+    MessageRepo, MigrationInfo, PaymentRepo, PersonaRepo, ReplyCompletion, SchemaControl,
+    SchemaStatus, SettleOutcome, Store, StoreError, UpdateInbox, UserRepo,
 };
 
 type Result<T> = std::result::Result<T, StoreError>;
@@ -123,7 +123,7 @@ counted! {
             now: DateTime<Utc>,
             until: DateTime<Utc>,
         ) -> Result<bool>;
-        fn release_reply(&self, id: DialogId, owner: &str) -> Result<()>;
+        fn release_reply(&self, id: DialogId, owner: &str) -> Result<bool>;
     }
     MessageRepo {
         fn append_message(&self, message: &NewMessage, now: DateTime<Utc>) -> Result<Message>;
@@ -131,12 +131,12 @@ counted! {
         fn recent_messages(&self, dialog: DialogId, limit: u32) -> Result<Vec<Message>>;
         fn pending_messages(&self, dialog: DialogId) -> Result<Vec<Message>>;
         fn set_message_state(&self, ids: &[MessageId], state: MessageState) -> Result<()>;
+        fn append_from_update(&self, message: &NewMessage, now: DateTime<Utc>) -> Result<Message>;
         fn complete_reply(
             &self,
-            answered: &[MessageId],
-            reply: &NewMessage,
+            completion: &ReplyCompletion<'_>,
             now: DateTime<Utc>,
-        ) -> Result<Message>;
+        ) -> Result<CompletedReply>;
         fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>>;
         fn dialogs_with_pending(&self, older_than: DateTime<Utc>, limit: u32) -> Result<Vec<DialogId>>;
         fn usage_since(&self, user: Option<UserId>, since: DateTime<Utc>) -> Result<Vec<ModelUsage>>;

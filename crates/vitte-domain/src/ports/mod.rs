@@ -18,6 +18,6 @@ pub use limits::{LimitError, Quota, RateDecision, RateLimiter};
 pub use pool::PoolSettings;
 pub use schema::{DownTarget, MigrationInfo, SchemaControl, SchemaStatus};
 pub use store::{
-    BroadcastRepo, DialogRepo, EntitlementRepo, MemoryRepo, MessageRepo, PaymentRepo, PersonaRepo,
-    SettleOutcome, Store, UpdateInbox, UserRepo,
+    BroadcastRepo, CompletedReply, DialogRepo, EntitlementRepo, MemoryRepo, MessageRepo,
+    PaymentRepo, PersonaRepo, ReplyCompletion, SettleOutcome, Store, UpdateInbox, UserRepo,
 };

@@ -94,8 +94,12 @@ pub trait DialogRepo: Send + Sync {
     /// Takes the right to generate the dialog's next reply until `until`,
     /// unless another owner holds an unexpired lease; renewing one's own lease
     /// succeeds. This is how "one reply at a time per dialog" holds across
-    /// processes; a crashed owner's lease simply runs out. `NotFound` for a
-    /// missing dialog.
+    /// processes; a crashed owner's lease simply runs out. When another owner
+    /// holds it, a request for one more reply is left on the dialog instead
+    /// (`false`): its owner learns of it from [`release_reply`](Self::release_reply)
+    /// or [`complete_reply`](MessageRepo::complete_reply) and answers again,
+    /// so nobody polls for the lease. Taking the lease clears the request;
+    /// renewing it keeps it. `NotFound` for a missing dialog.
     async fn lease_reply(
         &self,
         id: DialogId,
@@ -104,7 +108,36 @@ pub trait DialogRepo: Send + Sync {
         until: DateTime<Utc>,
     ) -> Result<bool>;
     /// Gives the lease up if `owner` holds it (otherwise does nothing).
-    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<()>;
+    /// `true` when another reply was requested (see
+    /// [`lease_reply`](Self::lease_reply)) while `owner` held it, or is still
+    /// requested; the caller should answer the dialog again.
+    async fn release_reply(&self, id: DialogId, owner: &str) -> Result<bool>;
+}
+
+/// What a finished reply changes, stored at once by
+/// [`MessageRepo::complete_reply`].
+#[derive(Debug, Clone, Copy)]
+pub struct ReplyCompletion<'a> {
+    /// The user messages the reply answers.
+    pub answered: &'a [MessageId],
+    /// The reply itself.
+    pub reply: &'a NewMessage,
+    /// Added to the dialog's intimacy score (may be zero or negative).
+    pub intimacy: i64,
+    /// The dialog's reply lease is released if this owner holds it.
+    pub lease_owner: Option<&'a str>,
+}
+
+/// What [`MessageRepo::complete_reply`] stored.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CompletedReply {
+    /// The stored reply.
+    pub message: Message,
+    /// The dialog's intimacy score after the reply.
+    pub intimacy: i64,
+    /// Another reply was requested while the lease was held (see
+    /// [`DialogRepo::lease_reply`]): the dialog should be answered again.
+    pub reply_wanted: bool,
 }
 
 /// Chat messages.
@@ -122,14 +155,23 @@ pub trait MessageRepo: Send + Sync {
     async fn pending_messages(&self, dialog: DialogId) -> Result<Vec<Message>>;
     /// Sets the state of user messages.
     async fn set_message_state(&self, ids: &[MessageId], state: MessageState) -> Result<()>;
-    /// Stores the reply and marks the user messages it answers `answered`, in
-    /// one transaction: a crash leaves either both or neither.
+    /// Stores a user's message that came from an inbox update
+    /// (`message.update_id` must be set) and marks that update `Done`, in
+    /// one transaction: the handler's only durable step finishes the update
+    /// with it. Idempotent like [`append_message`](Self::append_message).
+    /// `Conflict` (and nothing stored) without an update id.
+    async fn append_from_update(&self, message: &NewMessage, now: DateTime<Utc>)
+    -> Result<Message>;
+    /// Stores the reply, marks the user messages it answers `answered`, adds
+    /// the reply's intimacy to the dialog and gives the dialog's reply lease
+    /// up (when `lease_owner` holds it), in one transaction: a crash leaves
+    /// all of it or none. `Conflict` when a message from the reply's update
+    /// is already stored; `NotFound` when the dialog is missing.
     async fn complete_reply(
         &self,
-        answered: &[MessageId],
-        reply: &NewMessage,
+        completion: &ReplyCompletion<'_>,
         now: DateTime<Utc>,
-    ) -> Result<Message>;
+    ) -> Result<CompletedReply>;
     /// Reopens the latest exchange for `/retry`, in one transaction. If the
     /// dialog has `Failed` user messages, they go back to `Pending`. Otherwise
     /// the newest `Sent` assistant message becomes `Dropped` (superseded) and

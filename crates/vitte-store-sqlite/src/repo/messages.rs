@@ -7,7 +7,7 @@ use chrono::{DateTime, Utc};
 use sqlx::sqlite::{SqliteConnection, SqliteRow};
 use vitte_domain::ids::{DialogId, MessageId, UpdateId, UserId};
 use vitte_domain::model::{Message, MessageState, ModelUsage, NewMessage, Role, TokenUsage};
-use vitte_domain::ports::{MessageRepo, StoreError};
+use vitte_domain::ports::{CompletedReply, MessageRepo, ReplyCompletion, StoreError};
 
 use crate::SqliteStore;
 use crate::codec::{col, corrupt, micros, parsed_col, time_col, to_json};
@@ -239,28 +239,77 @@ impl MessageRepo for SqliteStore {
         Ok(())
     }
 
-    async fn complete_reply(
+    async fn append_from_update(
         &self,
-        answered: &[MessageId],
-        reply: &NewMessage,
+        message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
+        let Some(update) = message.update_id else {
+            return Err(StoreError::Conflict(
+                "a message stored with its update needs the update's id".to_owned(),
+            ));
+        };
         let mut tx = self.write_tx().await?;
-        if !answered.is_empty() {
+        let stored = match insert_message(&mut tx, message, now).await? {
+            Some(stored) => stored,
+            None => message_from_update(&mut tx, Some(update)).await?,
+        };
+        sqlx::query(
+            "UPDATE inbound_updates SET state = 'done', finished_at = ?2, leased_until = NULL \
+             WHERE update_id = ?1 AND state = 'pending'",
+        )
+        .bind(update.get())
+        .bind(micros(now))
+        .execute(&mut *tx)
+        .await
+        .map_err(db_err)?;
+        tx.commit().await.map_err(db_err)?;
+        Ok(stored)
+    }
+
+    async fn complete_reply(
+        &self,
+        completion: &ReplyCompletion<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CompletedReply, StoreError> {
+        let mut tx = self.write_tx().await?;
+        if !completion.answered.is_empty() {
             sqlx::query(
                 "UPDATE messages SET state = 'answered' \
                  WHERE id IN (SELECT value FROM json_each(?1))",
             )
-            .bind(id_list(answered)?)
+            .bind(id_list(completion.answered)?)
             .execute(&mut *tx)
             .await
             .map_err(db_err)?;
         }
-        let stored = insert_message(&mut tx, reply, now).await?.ok_or_else(|| {
-            StoreError::Conflict("a message from the reply's update is already stored".to_owned())
-        })?;
+        let message = insert_message(&mut tx, completion.reply, now)
+            .await?
+            .ok_or_else(|| {
+                StoreError::Conflict(
+                    "a message from the reply's update is already stored".to_owned(),
+                )
+            })?;
+        let (intimacy, reply_wanted): (i64, bool) = sqlx::query_as(
+            "UPDATE dialogs SET intimacy_score = intimacy_score + ?2, \
+                 reply_owner = CASE WHEN reply_owner = ?3 THEN NULL ELSE reply_owner END, \
+                 reply_lease_until = CASE WHEN reply_owner = ?3 THEN NULL \
+                                          ELSE reply_lease_until END \
+             WHERE id = ?1 RETURNING intimacy_score, reply_wanted",
+        )
+        .bind(completion.reply.dialog_id.0)
+        .bind(completion.intimacy)
+        .bind(completion.lease_owner)
+        .fetch_optional(&mut *tx)
+        .await
+        .map_err(db_err)?
+        .ok_or(StoreError::NotFound("dialog"))?;
         tx.commit().await.map_err(db_err)?;
-        Ok(stored)
+        Ok(CompletedReply {
+            message,
+            intimacy,
+            reply_wanted,
+        })
     }
 
     async fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>, StoreError> {

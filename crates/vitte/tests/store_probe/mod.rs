@@ -24,9 +24,9 @@ use vitte_domain::model::{
     Persona, PersonaCard, Picture, Subscription, TelegramProfile, Unlock, UpdateState, User,
 };
 use vitte_domain::ports::{
-    BroadcastRepo, DialogRepo, DownTarget, EntitlementRepo, MemoryRepo, MessageRepo, MigrationInfo,
-    PaymentRepo, PersonaRepo, SchemaControl, SchemaStatus, SettleOutcome, Store, StoreError,
-    UpdateInbox, UserRepo,
+    BroadcastRepo, CompletedReply, DialogRepo, DownTarget, EntitlementRepo, MemoryRepo,
+    MessageRepo, MigrationInfo, PaymentRepo, PersonaRepo, ReplyCompletion, SchemaControl,
+    SchemaStatus, SettleOutcome, Store, StoreError, UpdateInbox, UserRepo,
 };
 
 /// How long a wait for store calls may take.
@@ -195,7 +195,7 @@ recorded! {
         fn dialog(&self, id: DialogId) -> Result<Option<Dialog>>;
         fn add_intimacy(&self, id: DialogId, delta: i64, now: DateTime<Utc>) -> Result<i64>;
         fn lease_reply(&self, id: DialogId, owner: &str, now: DateTime<Utc>, until: DateTime<Utc>) -> Result<bool>;
-        fn release_reply(&self, id: DialogId, owner: &str) -> Result<()>;
+        fn release_reply(&self, id: DialogId, owner: &str) -> Result<bool>;
     }
     MemoryRepo {
         fn summary(&self, dialog: DialogId) -> Result<Option<Memory>>;
@@ -282,14 +282,22 @@ impl MessageRepo for Recorder {
         self.inner.set_message_state(ids, state).await
     }
 
-    async fn complete_reply(
+    async fn append_from_update(
         &self,
-        answered: &[MessageId],
-        reply: &NewMessage,
+        message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message> {
+        self.record("append_from_update");
+        self.inner.append_from_update(message, now).await
+    }
+
+    async fn complete_reply(
+        &self,
+        completion: &ReplyCompletion<'_>,
+        now: DateTime<Utc>,
+    ) -> Result<CompletedReply> {
         self.record("complete_reply");
-        self.inner.complete_reply(answered, reply, now).await
+        self.inner.complete_reply(completion, now).await
     }
 
     async fn reopen_last_exchange(&self, dialog: DialogId) -> Result<Vec<MessageId>> {

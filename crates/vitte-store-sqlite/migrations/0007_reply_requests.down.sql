@@ -1,0 +1,1 @@
+ALTER TABLE dialogs DROP COLUMN reply_wanted;
