@@ -4,8 +4,9 @@
 //!
 //! - [`MemoryCache`]: in-process (moka), for the embedded single-process setup.
 //! - [`RedisCache`]: shared by every process of a scaled-out deployment; a
-//!   Redis that is down or slow costs a caller at most one short timeout and
-//!   the cache reconnects by itself.
+//!   Redis that is down or slow costs one caller a short timeout, after
+//!   which calls fail at once for a cool-down until a single probe finds
+//!   Redis back, and the cache reconnects by itself.
 //! - [`CachedStore`]: cache-aside over any store, with invalidation on every
 //!   write that changes a cached value, one loader per key at a time, and a
 //!   fall-back to the store whenever the cache fails.

@@ -2,10 +2,17 @@
 //! self-reconnecting connection (redis' `ConnectionManager`).
 //!
 //! A cache must never make a request slow, so every call is bounded by a
-//! short timeout, and after a failure calls fail at once for a cool-down
-//! period instead of each waiting out its own timeout. The connection is
-//! made in the background: a process starts even when Redis is down and
-//! picks it up when it comes back.
+//! short timeout, and a circuit breaker stands in front of Redis: once Redis
+//! has failed (unreachable, timed out, connection dropped; not a command it
+//! refused), every call (get, set and delete) fails at once, without
+//! touching the network, for a cool-down; then one call probes Redis while
+//! the others keep failing fast. The probe's success brings every call back
+//! to Redis; its failure doubles the cool-down, up to a maximum (see
+//! [`RedisSettings`]). The connection is made in the background: a process
+//! starts even when Redis is down and picks it up when it comes back. A
+//! connection that failed is dropped, so the probe connects afresh and
+//! judges the Redis of now, not what the manager's own reconnection (which
+//! starts in the background right after a failure) found a while ago.
 
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
@@ -17,8 +24,9 @@ use redis::{Client, RedisError};
 use vitte_domain::ports::{Cache, CacheError};
 
 use crate::memory::MAX_TTL;
+use vitte_redis::breaker::{self, Breaker};
 
-/// Timeouts of a [`RedisCache`].
+/// Timeouts and cool-downs of a [`RedisCache`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct RedisSettings {
     /// Longest a single get, set or delete may take, connecting included;
@@ -26,10 +34,15 @@ pub struct RedisSettings {
     pub op_timeout: Duration,
     /// Longest one attempt to (re)connect may take.
     pub connect_timeout: Duration,
-    /// After a failed call or connection attempt, how long gets and sets fail
-    /// at once rather than wait on a Redis that just failed. Deletes are
-    /// always attempted: a missed invalidation leaves a stale value behind.
+    /// After Redis fails, how long every call fails at once before one call
+    /// probes Redis again. Deletes are refused too: the write path must not
+    /// wait on a Redis that just failed, and a delete that cannot reach
+    /// Redis is missed either way (the delayed second delete of
+    /// [`CachePolicy::redelete_after`](crate::CachePolicy::redelete_after)
+    /// catches a Redis back by then; the TTL bounds the rest).
     pub cool_down: Duration,
+    /// Each failed probe doubles the cool-down, up to this.
+    pub max_cool_down: Duration,
 }
 
 impl Default for RedisSettings {
@@ -37,7 +50,8 @@ impl Default for RedisSettings {
         Self {
             op_timeout: Duration::from_millis(200),
             connect_timeout: Duration::from_secs(1),
-            cool_down: Duration::from_secs(1),
+            cool_down: breaker::FIRST_COOL_DOWN,
+            max_cool_down: breaker::MAX_COOL_DOWN,
         }
     }
 }
@@ -48,12 +62,17 @@ pub enum RedisCacheError {
     /// The URL does not describe a Redis server.
     #[error("invalid Redis URL: {0}")]
     InvalidUrl(#[source] RedisError),
-    /// No connection yet (a connection attempt is under way or failed recently).
+    /// No connection yet: another call's connection attempt is under way.
     #[error("not connected to Redis")]
     NotConnected,
-    /// Redis failed recently; calls fail at once until the cool-down ends.
+    /// Redis failed recently; calls fail at once until the cool-down is
+    /// over and a probe finds Redis back.
     #[error("Redis failed recently; cooling down")]
     CoolingDown,
+    /// A connection attempt failed. Whatever the cause, there is no
+    /// connection, so the breaker counts it as an outage.
+    #[error("could not connect to Redis: {0}")]
+    Connect(#[source] RedisError),
     /// The call took longer than the configured timeout.
     #[error("Redis did not answer within {0:?}")]
     TimedOut(Duration),
@@ -69,14 +88,8 @@ impl RedisCacheError {
     /// Whether the error says Redis is unwell (rather than refusing one command).
     fn is_outage(&self) -> bool {
         match self {
-            Self::TimedOut(_) => true,
-            Self::Redis(e) => {
-                e.is_io_error()
-                    || e.is_timeout()
-                    || e.is_connection_dropped()
-                    || e.is_connection_refusal()
-                    || e.is_unrecoverable_error()
-            }
+            Self::TimedOut(_) | Self::Connect(_) => true,
+            Self::Redis(e) => breaker::is_outage(e),
             Self::InvalidUrl(_) | Self::NotConnected | Self::CoolingDown | Self::NoRuntime => false,
         }
     }
@@ -90,21 +103,24 @@ impl From<RedisCacheError> for CacheError {
 
 /// Where the connection stands.
 enum Link {
-    /// Not connected; the next call may try again from `retry_at` on.
-    Idle { retry_at: Option<Instant> },
+    /// Not connected; the next call that gets past the breaker tries.
+    Idle,
     /// An attempt is running in the background.
     Connecting,
-    /// Connected; the manager reconnects by itself after a drop.
-    Ready(ConnectionManager),
+    /// Connected; `generation` tells this connection from later ones.
+    Ready {
+        manager: ConnectionManager,
+        generation: u64,
+    },
 }
 
 struct Shared {
     client: Client,
     settings: RedisSettings,
     link: Mutex<Link>,
-    origin: Instant,
-    /// Milliseconds after `origin` until which gets and sets fail at once.
-    cool_until: AtomicU64,
+    /// The generation of the last connection made.
+    generations: AtomicU64,
+    breaker: Breaker,
 }
 
 impl Shared {
@@ -114,17 +130,13 @@ impl Shared {
         self.link.lock().unwrap_or_else(|e| e.into_inner())
     }
 
-    fn millis_since_origin(&self, at: Instant) -> u64 {
-        u64::try_from(at.saturating_duration_since(self.origin).as_millis()).unwrap_or(u64::MAX)
-    }
-
-    fn cooling(&self) -> bool {
-        self.millis_since_origin(Instant::now()) < self.cool_until.load(Ordering::Relaxed)
-    }
-
-    fn cool_down(&self) {
-        let until = self.millis_since_origin(Instant::now() + self.settings.cool_down);
-        self.cool_until.fetch_max(until, Ordering::Relaxed);
+    /// Drops connection `generation` after it failed, unless it is gone
+    /// already, so that the next call connects afresh.
+    fn forget(&self, generation: u64) {
+        let mut link = self.link();
+        if matches!(*link, Link::Ready { generation: g, .. } if g == generation) {
+            *link = Link::Idle;
+        }
     }
 }
 
@@ -138,13 +150,14 @@ pub struct RedisCache {
 impl std::fmt::Debug for RedisCache {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         let state = match &*self.shared.link() {
-            Link::Idle { .. } => "idle",
+            Link::Idle => "idle",
             Link::Connecting => "connecting",
-            Link::Ready(_) => "ready",
+            Link::Ready { .. } => "ready",
         };
         f.debug_struct("RedisCache")
             .field("server", &self.shared.client.get_connection_info().addr)
             .field("link", &state)
+            .field("breaker", &self.shared.breaker)
             .field("settings", &self.shared.settings)
             .finish()
     }
@@ -160,9 +173,9 @@ impl RedisCache {
             shared: Arc::new(Shared {
                 client,
                 settings,
-                link: Mutex::new(Link::Idle { retry_at: None }),
-                origin: Instant::now(),
-                cool_until: AtomicU64::new(0),
+                link: Mutex::new(Link::Idle),
+                generations: AtomicU64::new(0),
+                breaker: Breaker::new("cache", settings.cool_down, settings.max_cool_down),
             }),
         })
     }
@@ -185,19 +198,19 @@ impl RedisCache {
         }
     }
 
-    /// The connection, starting an attempt when there is none and none is
-    /// under way or cooling down. Only the call that starts an attempt waits
-    /// for it (within its own timeout); the others fail at once.
-    async fn manager(&self) -> Result<ConnectionManager, RedisCacheError> {
+    /// The connection and its generation, starting an attempt when there is
+    /// none and none is under way. Only the call that starts an attempt
+    /// waits for it (within its own timeout); the others fail at once.
+    async fn manager(&self) -> Result<(ConnectionManager, u64), RedisCacheError> {
         let attempt = {
             let mut link = self.shared.link();
             match &*link {
-                Link::Ready(manager) => return Ok(manager.clone()),
+                Link::Ready {
+                    manager,
+                    generation,
+                } => return Ok((manager.clone(), *generation)),
                 Link::Connecting => return Err(RedisCacheError::NotConnected),
-                Link::Idle { retry_at: Some(at) } if Instant::now() < *at => {
-                    return Err(RedisCacheError::NotConnected);
-                }
-                Link::Idle { .. } => {}
+                Link::Idle => {}
             }
             let Ok(runtime) = tokio::runtime::Handle::try_current() else {
                 return Err(RedisCacheError::NoRuntime);
@@ -212,19 +225,23 @@ impl RedisCache {
         }
     }
 
-    /// Runs `op` within the call timeout; a failure that looks like an outage
-    /// starts the cool-down.
-    async fn call<T, F, Fut>(&self, gated: bool, op: F) -> Result<T, RedisCacheError>
+    /// Runs `op` within the call timeout, unless the breaker says Redis is
+    /// down, and tells the breaker how it went.
+    async fn call<T, F, Fut>(&self, op: F) -> Result<T, RedisCacheError>
     where
         F: FnOnce(ConnectionManager) -> Fut,
         Fut: Future<Output = Result<T, RedisError>>,
     {
-        if gated && self.shared.cooling() {
-            return Err(RedisCacheError::CoolingDown);
-        }
+        let permit = self
+            .shared
+            .breaker
+            .admit(Instant::now())
+            .ok_or(RedisCacheError::CoolingDown)?;
         let limit = self.shared.settings.op_timeout;
+        let mut used = None;
         let result = tokio::time::timeout(limit, async {
-            let manager = self.manager().await?;
+            let (manager, generation) = self.manager().await?;
+            used = Some(generation);
             op(manager).await.map_err(|e| {
                 // The connection's own response timeout is the same limit.
                 if e.is_timeout() {
@@ -236,10 +253,20 @@ impl RedisCache {
         })
         .await
         .unwrap_or(Err(RedisCacheError::TimedOut(limit)));
-        if let Err(e) = &result
-            && e.is_outage()
-        {
-            self.shared.cool_down();
+        match &result {
+            Err(e) if e.is_outage() => {
+                if let Some(generation) = used {
+                    self.shared.forget(generation);
+                }
+                permit.failed(Instant::now(), e);
+            }
+            // An error Redis replied with is an answer all the same.
+            Ok(_) | Err(RedisCacheError::Redis(_)) => {
+                permit.succeeded();
+            }
+            // The call never reached Redis (another call is connecting): no
+            // verdict, so a probe passes to the next call.
+            Err(_) => drop(permit),
         }
         result
     }
@@ -254,20 +281,18 @@ impl Drop for Unstick {
     fn drop(&mut self) {
         let mut link = self.0.link();
         if matches!(*link, Link::Connecting) {
-            *link = Link::Idle {
-                retry_at: Some(Instant::now() + self.0.settings.cool_down),
-            };
+            *link = Link::Idle;
         }
     }
 }
 
 /// One connection attempt; records its outcome in the link.
-async fn connect(shared: Arc<Shared>) -> Result<ConnectionManager, RedisCacheError> {
+async fn connect(shared: Arc<Shared>) -> Result<(ConnectionManager, u64), RedisCacheError> {
     let _unstick = Unstick(shared.clone());
     let settings = shared.settings;
     // No retries inside the manager: a failed reconnect simply fails the
-    // calls until the next one triggers another attempt, while ours cool
-    // down; hidden retry loops would only make calls wait.
+    // calls until the next one triggers another attempt, and the breaker
+    // spaces those out; hidden retry loops would only make calls wait.
     let config = ConnectionManagerConfig::new()
         .set_connection_timeout(settings.connect_timeout)
         .set_response_timeout(settings.op_timeout)
@@ -286,15 +311,17 @@ async fn connect(shared: Arc<Shared>) -> Result<ConnectionManager, RedisCacheErr
     let mut link = shared.link();
     match result {
         Ok(manager) => {
-            *link = Link::Ready(manager.clone());
-            Ok(manager)
+            let generation = shared.generations.fetch_add(1, Ordering::Relaxed) + 1;
+            *link = Link::Ready {
+                manager: manager.clone(),
+                generation,
+            };
+            Ok((manager, generation))
         }
         Err(e) => {
             tracing::debug!(error = %e, "Redis connection attempt failed");
-            *link = Link::Idle {
-                retry_at: Some(Instant::now() + settings.cool_down),
-            };
-            Err(RedisCacheError::Redis(e))
+            *link = Link::Idle;
+            Err(RedisCacheError::Connect(e))
         }
     }
 }
@@ -312,7 +339,7 @@ impl Cache for RedisCache {
     async fn get(&self, key: &str) -> Result<Option<Vec<u8>>, CacheError> {
         let cmd = redis::cmd("GET").arg(key).clone();
         Ok(self
-            .call(true, |mut m| async move { cmd.query_async(&mut m).await })
+            .call(|mut m| async move { cmd.query_async(&mut m).await })
             .await?)
     }
 
@@ -328,7 +355,7 @@ impl Cache for RedisCache {
             .arg(px(ttl))
             .clone();
         Ok(self
-            .call(true, |mut m| async move { cmd.query_async(&mut m).await })
+            .call(|mut m| async move { cmd.query_async(&mut m).await })
             .await?)
     }
 
@@ -338,9 +365,7 @@ impl Cache for RedisCache {
         }
         let cmd = redis::cmd("DEL").arg(keys).clone();
         Ok(self
-            .call(false, |mut m| async move {
-                cmd.query_async::<i64>(&mut m).await.map(drop)
-            })
+            .call(|mut m| async move { cmd.query_async::<i64>(&mut m).await.map(drop) })
             .await?)
     }
 }
@@ -365,14 +390,42 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn an_unreachable_server_fails_fast_and_cools_down() {
+    async fn an_unreachable_server_fails_once_then_cools_down() {
         // Port 1 is never a Redis; the connection is refused at once.
-        let cache = RedisCache::open("redis://127.0.0.1:1", RedisSettings::default()).expect("url");
-        let started = Instant::now();
-        assert!(cache.get("k").await.is_err());
-        assert!(cache.set("k", b"v", Duration::from_secs(1)).await.is_err());
-        assert!(cache.delete(&["k".to_owned()]).await.is_err());
-        let elapsed = started.elapsed();
-        assert!(elapsed < Duration::from_secs(2), "took {elapsed:?}");
+        let hour = Duration::from_secs(3600);
+        let settings = RedisSettings {
+            cool_down: hour,
+            max_cool_down: hour,
+            ..RedisSettings::default()
+        };
+        let cache = RedisCache::open("redis://127.0.0.1:1", settings).expect("url");
+        let refused = cache.call(|_| async { Ok(()) }).await;
+        assert!(
+            matches!(&refused, Err(RedisCacheError::Connect(e)) if e.is_connection_refusal()),
+            "{refused:?}"
+        );
+        assert!(matches!(*cache.shared.link(), Link::Idle));
+        for _ in 0..3 {
+            let again = cache.call(|_| async { Ok(()) }).await;
+            assert!(
+                matches!(again, Err(RedisCacheError::CoolingDown)),
+                "{again:?}"
+            );
+        }
+    }
+
+    #[test]
+    fn replies_are_no_outage_but_timeouts_and_failed_connections_are() {
+        let reply = RedisError::from((redis::ErrorKind::ResponseError, "WRONGTYPE"));
+        assert!(!RedisCacheError::Redis(reply).is_outage());
+        let refused =
+            || RedisError::from(std::io::Error::from(std::io::ErrorKind::ConnectionRefused));
+        assert!(RedisCacheError::Redis(refused()).is_outage());
+        assert!(RedisCacheError::Connect(refused()).is_outage());
+        let auth = RedisError::from((redis::ErrorKind::AuthenticationFailed, "denied"));
+        assert!(RedisCacheError::Connect(auth).is_outage(), "no connection");
+        assert!(RedisCacheError::TimedOut(Duration::from_secs(1)).is_outage());
+        assert!(!RedisCacheError::CoolingDown.is_outage());
+        assert!(!RedisCacheError::NotConnected.is_outage());
     }
 }

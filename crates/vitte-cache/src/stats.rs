@@ -12,7 +12,10 @@ use std::time::{Duration, Instant};
 pub const HITS_METRIC: &str = "vitte_cache_hits_total";
 /// Lookups that went to the store.
 pub const MISSES_METRIC: &str = "vitte_cache_misses_total";
-/// Cache operations that failed and were answered from the store instead.
+/// Cache operations that failed and were answered from the store instead,
+/// labelled `op` with the operation: `get`, `set` or `delete` (the cache
+/// failed, or refused at once while Redis cools down), `decode` (cached
+/// bytes that no longer decode) or `encode` (a value that would not encode).
 pub const FALLBACKS_METRIC: &str = "vitte_cache_fallbacks_total";
 /// Keys deleted because a write changed what they held.
 pub const INVALIDATIONS_METRIC: &str = "vitte_cache_invalidations_total";
@@ -27,7 +30,7 @@ pub fn describe_metrics() {
     );
     metrics::describe_counter!(
         FALLBACKS_METRIC,
-        "Cache operations that failed (unreachable, timed out, undecodable) and fell back to the database."
+        "Cache operations that failed (unreachable, timed out, undecodable) and fell back to the database, by operation (op)."
     );
     metrics::describe_counter!(
         INVALIDATIONS_METRIC,
@@ -70,10 +73,10 @@ impl Counters {
         metrics::counter!(MISSES_METRIC).increment(1);
     }
 
-    /// A cache operation failed; the store answers instead.
-    pub(crate) fn error(&self) {
+    /// The cache operation `op` failed; the store answers instead.
+    pub(crate) fn error(&self, op: &'static str) {
         self.errors.fetch_add(1, Ordering::Relaxed);
-        metrics::counter!(FALLBACKS_METRIC).increment(1);
+        metrics::counter!(FALLBACKS_METRIC, "op" => op).increment(1);
     }
 
     pub(crate) fn invalidated(&self, keys: usize) {
@@ -154,24 +157,31 @@ mod tests {
             counters.hit();
             counters.hit();
             counters.miss();
-            counters.error();
+            counters.error("get");
+            counters.error("get");
+            counters.error("delete");
             counters.invalidated(3);
         });
         let rendered = handle.render();
         for line in [
             "vitte_cache_hits_total 2",
             "vitte_cache_misses_total 1",
-            "vitte_cache_fallbacks_total 1",
+            r#"vitte_cache_fallbacks_total{op="get"} 2"#,
+            r#"vitte_cache_fallbacks_total{op="delete"} 1"#,
             "vitte_cache_invalidations_total 3",
         ] {
             assert!(rendered.lines().any(|l| l == line), "{line} in {rendered}");
         }
+        assert!(
+            !rendered.contains(r#"op="set""#),
+            "no series for an operation that never failed: {rendered}"
+        );
         assert_eq!(
             counters.snapshot(),
             CacheStats {
                 hits: 2,
                 misses: 1,
-                errors: 1,
+                errors: 3,
                 invalidations: 3
             }
         );

@@ -71,98 +71,257 @@ fn redis_error(e: &CacheError) -> &RedisCacheError {
         .expect("a Redis cache error")
 }
 
-/// Reads one RESP command (an array of bulk strings); `None` at end of stream.
-async fn read_command(reader: &mut BufReader<TcpStream>) -> Option<Vec<Vec<u8>>> {
+/// How long a test waits for the other end of a socket to catch up before
+/// it gives up; only a bound against hanging, never an expectation.
+const PATIENCE: Duration = Duration::from_secs(20);
+
+/// What the hanging Redis has seen.
+#[derive(Debug, Clone, Default)]
+struct Seen {
+    /// Connections accepted.
+    accepted: usize,
+    /// Connections not yet closed by the client.
+    open: usize,
+    /// Names of the commands received, the connection handshake aside.
+    commands: Vec<String>,
+    /// Bytes received, the handshake included.
+    bytes: usize,
+}
+
+/// Reads one RESP command (an array of bulk strings) and how many bytes it
+/// took; `None` at end of stream.
+async fn read_command(reader: &mut BufReader<TcpStream>) -> Option<(Vec<Vec<u8>>, usize)> {
     let mut line = String::new();
-    if reader.read_line(&mut line).await.ok()? == 0 {
+    let mut bytes = reader.read_line(&mut line).await.ok()?;
+    if bytes == 0 {
         return None;
     }
     let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
     let mut args = Vec::with_capacity(count);
     for _ in 0..count {
         line.clear();
-        reader.read_line(&mut line).await.ok()?;
+        bytes += reader.read_line(&mut line).await.ok()?;
         let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
         let mut arg = vec![0; len + 2];
         reader.read_exact(&mut arg).await.ok()?;
+        bytes += arg.len();
         arg.truncate(len);
         args.push(arg);
     }
-    Some(args)
+    Some((args, bytes))
 }
 
 /// A server that completes Redis' connection handshake and then never
-/// answers: a Redis that hangs.
-async fn hanging_redis() -> String {
-    let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = listener.local_addr().expect("addr");
-    tokio::spawn(async move {
-        while let Ok((socket, _)) = listener.accept().await {
-            tokio::spawn(async move {
-                let mut reader = BufReader::new(socket);
-                while let Some(args) = read_command(&mut reader).await {
-                    let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-                    if matches!(name.as_str(), "CLIENT" | "HELLO" | "SELECT" | "AUTH") {
-                        let _ = reader.get_mut().write_all(b"+OK\r\n").await;
+/// answers: a Redis that hangs. It counts what reaches it.
+struct HangingRedis {
+    url: String,
+    seen: watch::Receiver<Seen>,
+}
+
+impl HangingRedis {
+    async fn start() -> Self {
+        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
+        let url = format!("redis://{}", listener.local_addr().expect("addr"));
+        let (record, seen) = watch::channel(Seen::default());
+        tokio::spawn(async move {
+            while let Ok((socket, _)) = listener.accept().await {
+                record.send_modify(|s| {
+                    s.accepted += 1;
+                    s.open += 1;
+                });
+                let record = record.clone();
+                tokio::spawn(async move {
+                    let mut reader = BufReader::new(socket);
+                    while let Some((args, bytes)) = read_command(&mut reader).await {
+                        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
+                        let handshake =
+                            matches!(name.as_str(), "CLIENT" | "HELLO" | "SELECT" | "AUTH");
+                        record.send_modify(|s| {
+                            s.bytes += bytes;
+                            if !handshake {
+                                s.commands.push(name);
+                            }
+                        });
+                        if handshake {
+                            let _ = reader.get_mut().write_all(b"+OK\r\n").await;
+                        }
                     }
-                }
-            });
+                    record.send_modify(|s| s.open -= 1);
+                });
+            }
+        });
+        Self { url, seen }
+    }
+
+    /// Waits until what the server has seen satisfies `done`.
+    async fn wait_for(&self, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
+        let mut seen = self.seen.clone();
+        match tokio::time::timeout(PATIENCE, seen.wait_for(|s| done(s))).await {
+            Ok(Ok(s)) => s.clone(),
+            _ => panic!("never saw {what}: {:?}", *self.seen.borrow()),
         }
-    });
-    format!("redis://{addr}")
+    }
+}
+
+fn timed_out(e: &CacheError) -> bool {
+    matches!(redis_error(e), RedisCacheError::TimedOut(_))
+}
+
+fn cooling_down(e: &CacheError) -> bool {
+    matches!(redis_error(e), RedisCacheError::CoolingDown)
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
-async fn a_hanging_redis_costs_one_timeout_then_fails_fast() {
+async fn while_cooling_down_no_call_reaches_redis() {
+    let redis = HangingRedis::start().await;
+    let hour = Duration::from_secs(3600);
     let settings = RedisSettings {
         op_timeout: Duration::from_millis(150),
         connect_timeout: Duration::from_secs(5),
-        cool_down: Duration::from_secs(30),
+        cool_down: hour,
+        max_cool_down: hour,
     };
-    let cache = RedisCache::connect_with(&hanging_redis().await, settings)
+    let cache = RedisCache::connect_with(&redis.url, settings)
         .await
         .expect("the handshake succeeds");
 
-    let started = Instant::now();
     let err = cache.get("k").await.expect_err("no answer");
-    let waited = started.elapsed();
-    assert!(
-        matches!(redis_error(&err), RedisCacheError::TimedOut(_)),
-        "{err}"
-    );
-    assert!(waited >= settings.op_timeout, "{waited:?}");
-    assert!(waited < Duration::from_secs(2), "{waited:?}");
+    assert!(timed_out(&err), "{err}");
+    let after_first = redis
+        .wait_for("the first call", |s| s.commands.len() == 1)
+        .await;
 
-    // Cooling down: the next calls do not wait at all.
-    let started = Instant::now();
-    let err = cache.get("k").await.expect_err("cooling down");
-    assert!(
-        matches!(redis_error(&err), RedisCacheError::CoolingDown),
-        "{err}"
-    );
-    let err = cache
-        .set("k", b"v", Duration::from_secs(1))
-        .await
-        .expect_err("cooling down");
-    assert!(
-        matches!(redis_error(&err), RedisCacheError::CoolingDown),
-        "{err}"
-    );
-    assert!(
-        started.elapsed() < settings.op_timeout,
-        "waited while cooling down"
-    );
+    // Every kind of call fails at once, deletes included.
+    let key = ["k".to_owned()];
+    for _ in 0..10 {
+        let err = cache.get("k").await.expect_err("cooling down");
+        assert!(cooling_down(&err), "{err}");
+        let err = cache
+            .set("k", b"v", Duration::from_secs(1))
+            .await
+            .expect_err("cooling down");
+        assert!(cooling_down(&err), "{err}");
+        let err = cache.delete(&key).await.expect_err("cooling down");
+        assert!(cooling_down(&err), "{err}");
+    }
 
-    // Deletes are still attempted (a missed invalidation would leave stale
-    // data), bounded by the timeout.
-    let err = cache
-        .delete(&["k".to_owned()])
+    // Closing the connections flushes whatever was sent on them: once the
+    // server has read to their end, it has seen everything.
+    drop(cache);
+    let end = redis
+        .wait_for("every connection closed", |s| s.open == 0)
+        .await;
+    assert_eq!(end.accepted, 1, "no new connection");
+    assert_eq!(end.commands, ["GET"], "only the first call's command");
+    assert_eq!(end.bytes, after_first.bytes, "no byte after the first call");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_cool_down_one_call_probes_while_the_others_fail_fast() {
+    let redis = HangingRedis::start().await;
+    let settings = RedisSettings {
+        // Ample for connecting to a local socket, so the probe gets as far
+        // as sending its command.
+        op_timeout: Duration::from_secs(1),
+        connect_timeout: Duration::from_secs(5),
+        cool_down: Duration::from_millis(100),
+        max_cool_down: Duration::from_secs(3600),
+    };
+    let cache = RedisCache::connect_with(&redis.url, settings)
         .await
-        .expect_err("no answer");
-    assert!(
-        matches!(redis_error(&err), RedisCacheError::TimedOut(_)),
-        "{err}"
+        .expect("the handshake succeeds");
+
+    let err = cache.get("k").await.expect_err("no answer");
+    assert!(timed_out(&err), "{err}");
+    redis
+        .wait_for("the first call", |s| s.commands.len() == 1)
+        .await;
+
+    // Sleeping at least the cool-down leaves the breaker ready to probe.
+    tokio::time::sleep(settings.cool_down).await;
+    let key = ["k".to_owned()];
+    let ttl = Duration::from_secs(1);
+    // All polled together in this task, so all are asked while the first
+    // one's probe waits on Redis.
+    let (a, b, c, d, e, f) = tokio::join!(
+        cache.get("k"),
+        cache.get("k"),
+        cache.set("k", b"v", ttl),
+        cache.set("k", b"v", ttl),
+        cache.delete(&key),
+        cache.delete(&key),
     );
+    let errors = [
+        a.map(drop).expect_err("hangs"),
+        b.map(drop).expect_err("hangs"),
+        c.expect_err("hangs"),
+        d.expect_err("hangs"),
+        e.expect_err("hangs"),
+        f.expect_err("hangs"),
+    ];
+    let probes = errors.iter().filter(|e| timed_out(e)).count();
+    let refused = errors.iter().filter(|e| cooling_down(e)).count();
+    assert_eq!((probes, refused), (1, 5), "{errors:?}");
+
+    // The failed connection was dropped: the probe connected afresh.
+    drop(cache);
+    let end = redis
+        .wait_for("every connection closed", |s| s.open == 0)
+        .await;
+    assert_eq!(end.accepted, 2, "the first connection and the probe's");
+    assert_eq!(end.commands, ["GET", "GET"], "the first call and the probe");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_error_redis_replies_with_does_not_open_the_breaker() {
+    let hour = Duration::from_secs(3600);
+    let settings = RedisSettings {
+        cool_down: hour,
+        max_cool_down: hour,
+        ..support::redis_settings()
+    };
+    let url = support::redis_url();
+    let cache = RedisCache::connect_with(&url, settings)
+        .await
+        .unwrap_or_else(|e| panic!("the test Redis at {url} is unreachable ({e})"));
+    let namespace = support::unique_namespace();
+    let (hash, plain) = (format!("{namespace}:hash"), format!("{namespace}:plain"));
+    let mut redis = ::redis::Client::open(url.as_str())
+        .expect("a valid Redis URL")
+        .get_multiplexed_async_connection()
+        .await
+        .expect("the test Redis is reachable");
+    let _: () = ::redis::cmd("HSET")
+        .arg(&hash)
+        .arg("f")
+        .arg("v")
+        .query_async(&mut redis)
+        .await
+        .expect("HSET");
+    let _: () = ::redis::cmd("PEXPIRE")
+        .arg(&hash)
+        .arg(60_000)
+        .query_async(&mut redis)
+        .await
+        .expect("PEXPIRE");
+
+    for _ in 0..3 {
+        let err = cache.get(&hash).await.expect_err("GET on a hash");
+        assert!(
+            matches!(redis_error(&err), RedisCacheError::Redis(_)),
+            "{err}"
+        );
+    }
+    // Were the breaker open, these would fail for an hour.
+    cache
+        .set(&plain, b"v", Duration::from_secs(60))
+        .await
+        .expect("set");
+    assert_eq!(
+        cache.get(&plain).await.expect("get").as_deref(),
+        Some(&b"v"[..])
+    );
+    cache.delete(&[plain, hash]).await.expect("delete");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -172,16 +331,23 @@ async fn connect_fails_when_redis_is_unreachable_but_open_does_not() {
         .expect_err("nothing listens on port 1");
     assert!(!err.to_string().is_empty());
 
-    let cache = RedisCache::open("redis://127.0.0.1:1", RedisSettings::default()).expect("lazy");
-    let started = Instant::now();
-    for _ in 0..20 {
-        assert!(cache.get("k").await.is_err());
-    }
+    let hour = Duration::from_secs(3600);
+    let settings = RedisSettings {
+        cool_down: hour,
+        max_cool_down: hour,
+        ..RedisSettings::default()
+    };
+    let cache = RedisCache::open("redis://127.0.0.1:1", settings).expect("lazy");
+    let err = cache.get("k").await.expect_err("refused");
     assert!(
-        started.elapsed() < Duration::from_secs(2),
-        "{:?}",
-        started.elapsed()
+        matches!(redis_error(&err), RedisCacheError::Connect(_)),
+        "{err}"
     );
+    // No further connection attempt while the breaker cools down.
+    for _ in 0..20 {
+        let err = cache.get("k").await.expect_err("cooling down");
+        assert!(cooling_down(&err), "{err}");
+    }
 }
 
 /// A TCP proxy to the test Redis that can be cut (every connection dropped
@@ -243,6 +409,7 @@ async fn the_cache_recovers_by_itself_when_redis_comes_back() {
         op_timeout: Duration::from_millis(500),
         connect_timeout: Duration::from_millis(500),
         cool_down: Duration::from_millis(50),
+        max_cool_down: Duration::from_millis(50),
     };
     let cache = RedisCache::connect_with(&proxy.url, settings)
         .await

@@ -8,7 +8,8 @@
 //!   where one process serves everything.
 //! - [`RedisLimiter`] keeps it in Redis and decides in one atomic Lua script,
 //!   so every process shares the limits: a user whose updates reach two bot
-//!   processes still gets 10 a minute in total.
+//!   processes still gets 10 a minute in total. After Redis fails it fails
+//!   calls at once for a short cool-down, then probes Redis with one call.
 //!
 //! Time comes only from the caller's `now`, never from a clock inside the
 //! engine, so tests are exact and every process judges by the same clock
@@ -44,6 +45,10 @@ pub enum LimiterError {
     /// Redis could not be reached or refused the script.
     #[error("redis: {0}")]
     Redis(#[from] redis::RedisError),
+    /// Redis failed recently, so the call was not sent: calls fail at once
+    /// until the cool-down is over and a probe finds Redis back.
+    #[error("redis failed recently; failing fast until it answers again")]
+    CoolingDown,
 }
 
 impl From<LimiterError> for LimitError {

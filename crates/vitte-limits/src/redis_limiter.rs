@@ -17,9 +17,19 @@
 //!
 //! Failures: every call Redis fails is counted in
 //! `vitte_limiter_unavailable_total` before the error goes back to the caller.
+//! Once Redis has failed (unreachable, timed out, connection dropped; not a
+//! script Redis refused), a circuit breaker makes calls fail at once, without
+//! touching the network, for a cool-down of 1 s; then one call probes Redis.
+//! Its success brings every call back to Redis; its failure doubles the
+//! cool-down, up to 10 s (see [`RedisLimiter::with_cool_down`]). An outage
+//! thus costs one caller a timeout per cool-down, not every caller one each.
+//! Between probes the connection manager tries nothing by itself: it
+//! reconnects only when a call finds the connection broken, so its own
+//! attempts follow the probes (one attempt after each failed probe).
 
 use std::fmt;
-use std::time::Duration;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
 
 use async_trait::async_trait;
 use chrono::{DateTime, Utc};
@@ -29,6 +39,7 @@ use vitte_domain::ports::{LimitError, Quota, RateDecision, RateLimiter};
 
 use crate::LimiterError;
 use crate::gcra::{self, Params};
+use vitte_redis::breaker::{self, Breaker};
 
 /// The prefix of every key unless [`RedisLimiter::with_namespace`] says
 /// otherwise; `v1` is bumped if the stored format ever changes.
@@ -50,6 +61,9 @@ pub struct RedisLimiter {
     script: Script,
     /// Prefix of every key this limiter touches.
     namespace: String,
+    /// Fails calls at once while Redis is known to be down; shared by the
+    /// clones, which share the connection.
+    breaker: Arc<Breaker>,
 }
 
 impl RedisLimiter {
@@ -76,14 +90,29 @@ impl RedisLimiter {
     }
 
     /// A limiter over an existing connection (to share it with, say, the
-    /// cache), under [`DEFAULT_NAMESPACE`].
+    /// cache), under [`DEFAULT_NAMESPACE`], with the default cool-downs.
     #[must_use]
     pub fn new(connection: ConnectionManager) -> Self {
         Self {
             connection,
             script: Script::new(include_str!("gcra.lua")),
             namespace: DEFAULT_NAMESPACE.to_owned(),
+            breaker: Arc::new(Breaker::new(
+                "rate limiter",
+                breaker::FIRST_COOL_DOWN,
+                breaker::MAX_COOL_DOWN,
+            )),
         }
+    }
+
+    /// The same limiter with other cool-downs: after Redis fails, calls
+    /// fail at once for `first`; each failed probe doubles that, up to
+    /// `max`. The defaults are 1 s and 10 s. Clones made before this call
+    /// keep the old ones.
+    #[must_use]
+    pub fn with_cool_down(mut self, first: Duration, max: Duration) -> Self {
+        self.breaker = Arc::new(Breaker::new("rate limiter", first, max));
+        self
     }
 
     /// The same limiter with its keys under another prefix: separate
@@ -94,9 +123,9 @@ impl RedisLimiter {
         self
     }
 
-    /// Counts calls that failed because Redis could not be reached or
-    /// refused the script (callers then decide alone, usually letting the
-    /// event through).
+    /// Counts calls that failed because Redis could not be reached (those
+    /// refused at once while the breaker is open included) or refused the
+    /// script; callers then decide alone, usually letting the event through.
     pub const UNAVAILABLE_METRIC: &str = "vitte_limiter_unavailable_total";
 
     /// Describes this engine's metrics for the exporter; call once the
@@ -104,7 +133,7 @@ impl RedisLimiter {
     pub fn describe_metrics() {
         metrics::describe_counter!(
             Self::UNAVAILABLE_METRIC,
-            "Rate limiter calls that failed because Redis was unreachable or refused the script."
+            "Rate limiter calls that failed because Redis was unreachable (or had just failed) or refused the script."
         );
     }
 
@@ -116,7 +145,43 @@ impl RedisLimiter {
         )
     }
 
+    /// Runs the script for `key`, unless the breaker says Redis is down.
     async fn run(&self, key: &str, params: &[Params], now: i64) -> Result<i64, LimiterError> {
+        let permit = self
+            .breaker
+            .admit(Instant::now())
+            .ok_or(LimiterError::CoolingDown)?;
+        let mut result = self.invoke(key, params, now).await;
+        if permit.is_probe()
+            && result
+                .as_ref()
+                .is_err_and(redis::RedisError::is_connection_refusal)
+        {
+            // After a failure the manager reconnects in the background, and
+            // the next call first gets what that attempt found, which may be
+            // a Redis down long ago. That answer started a new attempt;
+            // waiting for it lets the probe judge the Redis of now. A refused
+            // connection never carried the script, so it is not run twice.
+            result = self.invoke(key, params, now).await;
+        }
+        match &result {
+            Err(e) if breaker::is_outage(e) => {
+                permit.failed(Instant::now(), e);
+            }
+            // An error Redis replied with is an answer all the same.
+            Ok(_) | Err(_) => {
+                permit.succeeded();
+            }
+        }
+        Ok(result?)
+    }
+
+    async fn invoke(
+        &self,
+        key: &str,
+        params: &[Params],
+        now: i64,
+    ) -> Result<i64, redis::RedisError> {
         let mut invocation = self.script.prepare_invoke();
         invocation.arg(now);
         for p in params {
@@ -126,7 +191,7 @@ impl RedisLimiter {
                 .arg(p.tolerance_ms);
         }
         let mut connection = self.connection.clone();
-        Ok(invocation.invoke_async(&mut connection).await?)
+        invocation.invoke_async(&mut connection).await
     }
 }
 
@@ -134,6 +199,7 @@ impl fmt::Debug for RedisLimiter {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("RedisLimiter")
             .field("namespace", &self.namespace)
+            .field("breaker", &self.breaker)
             .finish_non_exhaustive()
     }
 }

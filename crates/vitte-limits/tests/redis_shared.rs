@@ -109,7 +109,12 @@ async fn keys_hold_the_tat_and_expire_with_it() {
 async fn a_failing_script_is_a_limit_error() {
     // A key of the wrong type makes the script's GET fail inside Redis.
     let namespace = common::unique_namespace();
-    let limiter = common::limiter_in(&namespace).await;
+    // A cool-down no test outlasts: were the breaker to open, the calls
+    // below would fail at once.
+    let hour = Duration::from_secs(3600);
+    let limiter = common::limiter_in(&namespace)
+        .await
+        .with_cool_down(hour, hour);
     let key = format!("{namespace}:{{user:1}}:10:60000");
     let mut redis = raw_connection().await;
     let _: () = redis::cmd("HSET")
@@ -134,6 +139,24 @@ async fn a_failing_script_is_a_limit_error() {
         .source()
         .and_then(|e| e.downcast_ref::<LimiterError>());
     assert!(matches!(cause, Some(LimiterError::Redis(_))), "{error:?}");
+
+    // An error Redis replies with is no outage: the breaker stays closed
+    // and the next calls still reach Redis.
+    let again = limiter
+        .acquire("user:1", &TEN_A_MINUTE, t0())
+        .await
+        .expect_err("the key still has the wrong type");
+    let cause = again
+        .source()
+        .and_then(|e| e.downcast_ref::<LimiterError>());
+    assert!(matches!(cause, Some(LimiterError::Redis(_))), "{again:?}");
+    assert_eq!(
+        limiter
+            .acquire("user:2", &TEN_A_MINUTE, t0())
+            .await
+            .expect("a decision"),
+        RateDecision::Allowed
+    );
 }
 
 #[tokio::test]

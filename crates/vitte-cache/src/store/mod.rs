@@ -48,8 +48,8 @@ const WARN_EVERY: Duration = Duration::from_secs(10);
 /// | `upsert_user`, `accept_terms`, `set_language`, `set_blocked_bot`, `set_current_persona` | deletes the user (and, on creation, a cached "no such Telegram id") |
 /// | `upsert_persona`, `set_persona_listed` | deletes the persona (and, on creation, a cached "no such slug") |
 /// | `reset_dialog` | deletes the active dialog and the dialog it deactivated |
-/// | `add_intimacy` | sets the new score (the one the store returned) in the cached dialog, by id and as the active one |
-/// | `append_message`, `complete_reply` | moves `updated_at` of the cached dialog by id; a reply's tokens are added to its user's cached usage |
+/// | `add_intimacy`, `complete_reply` | sets the new score (the one the store returned) in the cached dialog, by id and as the active one |
+/// | `append_message`, `append_from_update`, `complete_reply` | moves `updated_at` of the cached dialog by id; a reply's tokens are added to its user's cached usage |
 /// | `put_summary`, `add_fact`, `delete_memory` | deletes the dialog's summary or facts |
 /// | `apply_grant`, `settle_payment` | deletes the subscription or the unlocks the grant changes |
 ///
@@ -140,7 +140,7 @@ struct Health {
 impl Health {
     /// Counts a failed cache operation and logs it, unless one was logged recently.
     fn cache_failed(&self, op: &'static str, key: &str, error: &dyn Display) {
-        self.counters.error();
+        self.counters.error(op);
         if let Some(held_back) = self.gate.pass(Instant::now()) {
             tracing::warn!(
                 op,

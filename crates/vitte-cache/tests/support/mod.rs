@@ -41,6 +41,7 @@ pub fn redis_settings() -> RedisSettings {
         op_timeout: Duration::from_secs(2),
         connect_timeout: Duration::from_secs(5),
         cool_down: Duration::from_millis(100),
+        max_cool_down: Duration::from_millis(100),
     }
 }
 
