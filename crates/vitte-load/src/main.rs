@@ -23,6 +23,7 @@ use std::time::Duration;
 
 use anyhow::Context;
 use clap::Parser;
+use futures::StreamExt;
 use rand::Rng;
 use tokio::net::TcpListener;
 use tokio::time::Instant;
@@ -255,15 +256,14 @@ async fn run(args: &Args, telegram: &Arc<Telegram>) -> anyhow::Result<Outcome> {
     let started = Instant::now();
     let users: Vec<i64> = (0..i64::from(args.users)).map(|i| FIRST_USER + i).collect();
     let mut undelivered = 0;
-    for chunk in users.chunks(args.onboard_concurrency.max(1)) {
-        let results = futures::future::join_all(chunk.iter().map(|&u| {
-            let telegram = telegram.clone();
-            async move { telegram.onboard(u).await }
-        }))
-        .await;
-        for r in results {
-            r?;
-        }
+    // A steady number in flight, not batches that wait for their slowest.
+    let mut onboarding = futures::stream::iter(users.iter().map(|&u| {
+        let telegram = telegram.clone();
+        async move { telegram.onboard(u).await }
+    }))
+    .buffer_unordered(args.onboard_concurrency.max(1));
+    while let Some(result) = onboarding.next().await {
+        result?;
     }
     let onboarded_in = started.elapsed();
     tracing::info!(users = args.users, took = ?onboarded_in, "users onboarded");
