@@ -45,7 +45,8 @@ use crate::telegram::SendError;
 /// How long a reply lease lasts without renewal. Short, so the dialogs of a
 /// crashed process are taken over within seconds; a live generation renews
 /// it every `RENEW_EVERY`.
-const LEASE: TimeDelta = TimeDelta::seconds(15);
+#[allow(clippy::cast_possible_wrap)]
+const LEASE: TimeDelta = TimeDelta::seconds(LEASE_STD.as_secs() as i64);
 /// How often a generation in progress renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(4);
 /// A reply is shown without confirming its lease first when the lease was
@@ -53,6 +54,19 @@ const RENEW_EVERY: Duration = Duration::from_secs(4);
 /// stalled process sees its stall): at least `LEASE - FRESH_LEASE` of it is
 /// left, far more than a send takes, and the send renews it meanwhile.
 const FRESH_LEASE: Duration = Duration::from_secs(5);
+/// `LEASE` as a duration.
+const LEASE_STD: Duration = Duration::from_secs(15);
+/// What is left of the lease, at least, when a reply has just been shown:
+/// it was written within `FRESH_LEASE` before sending began and renewed
+/// every `RENEW_EVERY` while sending.
+const SHOWN_LEASE_LEFT: Duration = LEASE_STD
+    .saturating_sub(FRESH_LEASE)
+    .saturating_sub(RENEW_EVERY);
+/// While storing a shown reply is retried, the lease is renewed once less
+/// than this is left of it…
+const LEASE_RENEW_BELOW: Duration = Duration::from_secs(10);
+/// …and the attempts stop this long before it would end.
+const LEASE_MARGIN: Duration = Duration::from_secs(1);
 /// Pending messages older than this with no reply in progress are recovered.
 const STALE: TimeDelta = TimeDelta::seconds(10);
 /// How often the recovery sweep looks.
@@ -642,15 +656,15 @@ impl Responder {
             usage: Some(completion.usage),
         };
         // The reply, its intimacy and the lease's release in one write.
-        let completed = store
-            .complete_reply(
+        let completed = self
+            .store_shown_reply(
+                job,
                 &ReplyCompletion {
                     answered: &ids,
                     reply: &reply,
                     intimacy: closeness.delta,
                     lease_owner: Some(&self.owner),
                 },
-                self.ctx.clock.now(),
             )
             .await?;
         if closeness.level_up.is_some() {
@@ -667,6 +681,56 @@ impl Responder {
         Ok(Lease::Released {
             wanted: completed.reply_wanted,
         })
+    }
+
+    /// Stores a reply that has been shown. It cannot be taken back, so a
+    /// store that is briefly unavailable (its pool exhausted under load) is
+    /// tried again, with backoff, while the lease is known to hold: given up,
+    /// the messages would stay pending and the recovery sweep would show the
+    /// reply a second time. The lease is renewed meanwhile when the store
+    /// allows; a lease lost to another process ends the attempts.
+    async fn store_shown_reply(
+        &self,
+        job: ReplyJob,
+        completion: &ReplyCompletion<'_>,
+    ) -> Result<vitte_domain::ports::CompletedReply, ReplyError> {
+        use backon::BackoffBuilder;
+        use vitte_domain::ports::StoreError;
+
+        let store = &self.ctx.store;
+        let mut lease_ends = Instant::now() + SHOWN_LEASE_LEFT;
+        let mut delays = backon::ExponentialBuilder::default()
+            .with_min_delay(Duration::from_millis(50))
+            .with_max_delay(Duration::from_secs(1))
+            .with_jitter()
+            .without_max_times()
+            .build();
+        loop {
+            let error = match store.complete_reply(completion, self.ctx.clock.now()).await {
+                Err(StoreError::Unavailable(e)) => StoreError::Unavailable(e),
+                other => return Ok(other?),
+            };
+            if lease_ends.saturating_duration_since(Instant::now()) < LEASE_RENEW_BELOW {
+                let asked = Instant::now();
+                let now = self.ctx.clock.now();
+                match store
+                    .lease_reply(job.dialog, &self.owner, now, now + LEASE)
+                    .await
+                {
+                    Ok(true) => lease_ends = asked + LEASE_STD,
+                    Ok(false) => return Err(ReplyError::LeaseLost),
+                    Err(StoreError::Unavailable(_)) => {}
+                    Err(e) => return Err(e.into()),
+                }
+            }
+            let delay = delays.next().unwrap_or(Duration::from_secs(1));
+            if Instant::now() + delay + LEASE_MARGIN >= lease_ends {
+                tracing::error!(error = %error, "a shown reply could not be stored; it may be shown again");
+                return Err(error.into());
+            }
+            tracing::warn!(error = %error, ?delay, "storing a shown reply failed; trying again");
+            tokio::time::sleep(delay).await;
+        }
     }
 
     /// Whether the day's budgets allow one more reply to `user`: their own

@@ -8,7 +8,9 @@
 //! prompt. Calls made on timers whatever the traffic (the inbox finding
 //! nothing to claim, the recovery sweep, the refresh of everyone's spend at
 //! most every 30 seconds) are reported apart. Run with `--nocapture` to see
-//! each message's reads and writes.
+//! each message's reads and writes. A reply already shown when storing it
+//! fails (an exhausted pool) is stored by trying again, and so never shown
+//! twice.
 
 mod store_probe;
 
@@ -23,7 +25,7 @@ use tokio::time::Instant;
 use vitte_domain::SystemClock;
 use vitte_domain::ids::{DialogId, PersonaSlug, TelegramUserId};
 use vitte_domain::model::{MessageState, NewMessage, PersonaCard, Role, TelegramProfile};
-use vitte_domain::ports::Store;
+use vitte_domain::ports::{MessageRepo, Store};
 use vitte_runtime::engine::{SchemaPolicy, ensure_schema, open_limiter, open_store, with_cache};
 use vitte_runtime::{AppContext, Settings, Shutdown, run_roles};
 use vitte_stand_ins::Handle;
@@ -120,6 +122,13 @@ async fn long_past(store: &dyn Store, dialog: DialogId, earlier: usize, now: Dat
 /// `1 + WARM_MESSAGES` messages one after another, and returns what each
 /// cost the store, printed.
 async fn measure(earlier: usize) -> Vec<Cost> {
+    measure_with(earlier, 0).await.0
+}
+
+/// [`measure`], with the first `failing` attempts to store the second
+/// message's reply failing as an exhausted pool does; also returns the
+/// texts the bot showed and the messages left pending.
+async fn measure_with(earlier: usize, failing: usize) -> (Vec<Cost>, Vec<String>, usize) {
     let tg = TelegramStandIn::new(telegram::Config::default()).expect("stand-in config");
     let tg_handle: Handle = tg
         .clone()
@@ -218,6 +227,9 @@ async fn measure(earlier: usize) -> Vec<Cost> {
     let mut seen = 0;
     let started = Instant::now();
     for i in 0..=WARM_MESSAGES {
+        if i == 1 {
+            recorder.fail_replies(failing);
+        }
         let mark = recorder.mark();
         let text = format!("note number {i}");
         tg.send_user_message(&UserMessage {
@@ -274,7 +286,19 @@ async fn measure(earlier: usize) -> Vec<Cost> {
         .expect("the bot stops")
         .expect("task")
         .expect("served");
-    costs
+    let shown = tg
+        .chat_log(USER, 0, false, Duration::from_millis(100))
+        .await
+        .messages
+        .iter()
+        .filter_map(|m| m["text"].as_str().map(str::to_owned))
+        .collect();
+    let pending = recorder
+        .pending_messages(dialog.id)
+        .await
+        .expect("pending")
+        .len();
+    (costs, shown, pending)
 }
 
 /// After the first message, each one reads only the dialog's newest
@@ -323,4 +347,26 @@ async fn in_a_long_dialog_a_warm_chat_message_still_reads_once() {
     // More than the 60 messages of history a reply reads, and longer than
     // its prompt holds.
     assert_warm_messages_read_once(&measure(40).await);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_shown_reply_is_stored_even_when_the_store_fails_at_first() {
+    let (costs, shown, pending) = measure_with(0, 2).await;
+    let cost = &costs[1];
+    assert_eq!(
+        cost.writes.get("complete_reply (unavailable)"),
+        Some(&2),
+        "{cost:?}"
+    );
+    assert_eq!(cost.writes.get("complete_reply"), Some(&1), "{cost:?}");
+    // Stored, so nothing is left for the recovery sweep to show again.
+    assert_eq!(pending, 0);
+    for i in 0..=WARM_MESSAGES {
+        let needle = format!("\"note number {i}\"");
+        let times = shown.iter().filter(|t| t.contains(&needle)).count();
+        assert_eq!(
+            times, 1,
+            "reply to message {i} shown {times} times: {shown:#?}"
+        );
+    }
 }

@@ -6,7 +6,7 @@
 #![allow(dead_code)]
 
 use std::collections::BTreeMap;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -89,6 +89,8 @@ pub struct Recorder {
     count: watch::Sender<usize>,
     /// While `false`, claiming inbox updates finds none.
     claiming: AtomicBool,
+    /// How many more `complete_reply` calls fail.
+    failing_replies: AtomicUsize,
 }
 
 impl Recorder {
@@ -99,7 +101,15 @@ impl Recorder {
             calls: Mutex::new(Vec::new()),
             count: watch::Sender::new(0),
             claiming: AtomicBool::new(true),
+            failing_replies: AtomicUsize::new(0),
         })
+    }
+
+    /// Makes the next `n` calls of `complete_reply` fail as an exhausted
+    /// pool does (`Unavailable`) without reaching the store; they are
+    /// recorded as `complete_reply (unavailable)`.
+    pub fn fail_replies(&self, n: usize) {
+        self.failing_replies.store(n, Ordering::SeqCst);
     }
 
     /// Lets this "process" claim inbox updates, or not.
@@ -296,6 +306,14 @@ impl MessageRepo for Recorder {
         completion: &ReplyCompletion<'_>,
         now: DateTime<Utc>,
     ) -> Result<CompletedReply> {
+        let failing = self
+            .failing_replies
+            .fetch_update(Ordering::SeqCst, Ordering::SeqCst, |n| n.checked_sub(1))
+            .is_ok();
+        if failing {
+            self.record("complete_reply (unavailable)");
+            return Err(StoreError::Unavailable("pool timed out".into()));
+        }
         self.record("complete_reply");
         self.inner.complete_reply(completion, now).await
     }
