@@ -23,10 +23,12 @@
 //! integration tests run it unchanged against each.
 
 pub mod conformance;
+mod failover;
 pub mod gcra;
 mod memory_limiter;
 mod redis_limiter;
 
+pub use failover::FailoverLimiter;
 pub use memory_limiter::MemoryLimiter;
 pub use redis_limiter::{DEFAULT_NAMESPACE, RedisLimiter};
 

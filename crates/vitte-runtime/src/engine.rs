@@ -21,12 +21,15 @@ pub async fn open_store(
 }
 
 /// The rate limiter: shared through Redis when `REDIS_URL` is set, so every
-/// process counts against the same quotas; in-process otherwise.
+/// process counts against the same quotas (and, while Redis cannot answer,
+/// against its own in-process ones); in-process otherwise.
 pub async fn open_limiter(
     redis: Option<&crate::config::RedisUrl>,
 ) -> Result<Arc<dyn RateLimiter>, LimitError> {
     Ok(match redis {
-        Some(url) => Arc::new(vitte_limits::RedisLimiter::connect(url.expose()).await?),
+        Some(url) => Arc::new(vitte_limits::FailoverLimiter::new(Box::new(
+            vitte_limits::RedisLimiter::connect(url.expose()).await?,
+        ))),
         None => Arc::new(vitte_limits::MemoryLimiter::new()),
     })
 }
