@@ -15,21 +15,17 @@ use std::time::Duration;
 use chrono::DateTime;
 use metrics_exporter_prometheus::PrometheusBuilder;
 use redis::aio::{ConnectionManager, ConnectionManagerConfig};
-use tokio::io::{AsyncBufReadExt, AsyncReadExt, AsyncWriteExt, BufReader};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use vitte_domain::ports::{LimitError, Quota, RateDecision, RateLimiter};
 use vitte_limits::{LimiterError, RedisLimiter};
+use vitte_redis::testing::{HangingRedis, PATIENCE};
 
 const TEN_A_MINUTE: [Quota; 1] = [Quota {
     count: 10,
     period: Duration::from_secs(60),
 }];
-
-/// How long a test waits for the other end of a socket to catch up before
-/// it gives up; only a bound against hanging, never an expectation.
-const PATIENCE: Duration = Duration::from_secs(20);
 
 /// The response timeout of the limiters on the hanging Redis.
 const RESPONSE_TIMEOUT: Duration = Duration::from_millis(200);
@@ -61,94 +57,6 @@ fn unavailable(rendered: &str) -> Option<u64> {
             .parse()
             .ok()
     })
-}
-
-/// What the hanging Redis has seen.
-#[derive(Debug, Clone, Default)]
-struct Seen {
-    /// Connections accepted.
-    accepted: usize,
-    /// Connections not yet closed by the client.
-    open: usize,
-    /// Names of the commands received, the connection handshake aside.
-    commands: Vec<String>,
-    /// Bytes received, the handshake included.
-    bytes: usize,
-}
-
-/// Reads one RESP command (an array of bulk strings) and how many bytes it
-/// took; `None` at end of stream.
-async fn read_command(reader: &mut BufReader<TcpStream>) -> Option<(Vec<Vec<u8>>, usize)> {
-    let mut line = String::new();
-    let mut bytes = reader.read_line(&mut line).await.ok()?;
-    if bytes == 0 {
-        return None;
-    }
-    let count: usize = line.trim().strip_prefix('*')?.parse().ok()?;
-    let mut args = Vec::with_capacity(count);
-    for _ in 0..count {
-        line.clear();
-        bytes += reader.read_line(&mut line).await.ok()?;
-        let len: usize = line.trim().strip_prefix('$')?.parse().ok()?;
-        let mut arg = vec![0; len + 2];
-        reader.read_exact(&mut arg).await.ok()?;
-        bytes += arg.len();
-        arg.truncate(len);
-        args.push(arg);
-    }
-    Some((args, bytes))
-}
-
-/// A server that completes Redis' connection handshake and then never
-/// answers: a Redis that hangs. It counts what reaches it.
-struct HangingRedis {
-    url: String,
-    seen: watch::Receiver<Seen>,
-}
-
-impl HangingRedis {
-    async fn start() -> Self {
-        let listener = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-        let url = format!("redis://{}", listener.local_addr().expect("addr"));
-        let (record, seen) = watch::channel(Seen::default());
-        tokio::spawn(async move {
-            while let Ok((socket, _)) = listener.accept().await {
-                record.send_modify(|s| {
-                    s.accepted += 1;
-                    s.open += 1;
-                });
-                let record = record.clone();
-                tokio::spawn(async move {
-                    let mut reader = BufReader::new(socket);
-                    while let Some((args, bytes)) = read_command(&mut reader).await {
-                        let name = String::from_utf8_lossy(&args[0]).to_ascii_uppercase();
-                        let handshake =
-                            matches!(name.as_str(), "CLIENT" | "HELLO" | "SELECT" | "AUTH");
-                        record.send_modify(|s| {
-                            s.bytes += bytes;
-                            if !handshake {
-                                s.commands.push(name);
-                            }
-                        });
-                        if handshake {
-                            let _ = reader.get_mut().write_all(b"+OK\r\n").await;
-                        }
-                    }
-                    record.send_modify(|s| s.open -= 1);
-                });
-            }
-        });
-        Self { url, seen }
-    }
-
-    /// Waits until what the server has seen satisfies `done`.
-    async fn wait_for(&self, what: &str, done: impl Fn(&Seen) -> bool) -> Seen {
-        let mut seen = self.seen.clone();
-        match tokio::time::timeout(PATIENCE, seen.wait_for(|s| done(s))).await {
-            Ok(Ok(s)) => s.clone(),
-            _ => panic!("never saw {what}: {:?}", *self.seen.borrow()),
-        }
-    }
 }
 
 /// A connection to `url` like the one [`RedisLimiter::connect`] makes, with

@@ -2,3 +2,4 @@
 //! and the shared cache in vitte-cache) have in common.
 
 pub mod breaker;
+pub mod testing;
