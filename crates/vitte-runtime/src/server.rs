@@ -14,6 +14,14 @@ pub async fn serve(
     router: Router,
     shutdown: Shutdown,
 ) -> std::io::Result<()> {
+    // Small writes go out at once: without TCP_NODELAY, Nagle's algorithm
+    // holds a response's second write until the first is acknowledged,
+    // which a delayed ACK makes 40 ms.
+    let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        if let Err(e) = tcp.set_nodelay(true) {
+            tracing::debug!(error = %e, "TCP_NODELAY not set");
+        }
+    });
     // The peer address reaches handlers (the API's per-client limits).
     axum::serve(
         listener,
