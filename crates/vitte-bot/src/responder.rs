@@ -26,7 +26,7 @@ use tokio::time::Instant;
 use tokio_util::task::TaskTracker;
 use vitte_domain::ids::{DialogId, UserId};
 use vitte_domain::model::{Message, MessageState, NewMessage, Role};
-use vitte_domain::ports::ReplyCompletion;
+use vitte_domain::ports::{CompletedReply, ReplyCompletion, StoreError};
 use vitte_domain::services::{
     IntimacyDecision, IntimacyInput, IntimacyService, LevelUp, PromptBudget, PromptBuilder,
     PromptRole, SafetyService, SafetyVerdict, SpendDecision, SpendService, SummaryPlanner,
@@ -45,8 +45,9 @@ use crate::telegram::SendError;
 /// How long a reply lease lasts without renewal. Short, so the dialogs of a
 /// crashed process are taken over within seconds; a live generation renews
 /// it every `RENEW_EVERY`.
-#[allow(clippy::cast_possible_wrap)]
-const LEASE: TimeDelta = TimeDelta::seconds(LEASE_STD.as_secs() as i64);
+const LEASE: TimeDelta = TimeDelta::seconds(LEASE_SECS);
+/// `LEASE` in seconds.
+const LEASE_SECS: i64 = 15;
 /// How often a generation in progress renews its lease.
 const RENEW_EVERY: Duration = Duration::from_secs(4);
 /// A reply is shown without confirming its lease first when the lease was
@@ -55,7 +56,7 @@ const RENEW_EVERY: Duration = Duration::from_secs(4);
 /// left, far more than a send takes, and the send renews it meanwhile.
 const FRESH_LEASE: Duration = Duration::from_secs(5);
 /// `LEASE` as a duration.
-const LEASE_STD: Duration = Duration::from_secs(15);
+const LEASE_STD: Duration = Duration::from_secs(LEASE_SECS.unsigned_abs());
 /// What is left of the lease, at least, when a reply has just been shown:
 /// it was written within `FRESH_LEASE` before sending began and renewed
 /// every `RENEW_EVERY` while sending.
@@ -221,7 +222,7 @@ impl Responder {
         }
     }
 
-    async fn sweep(self: &Arc<Self>) -> Result<(), vitte_domain::ports::StoreError> {
+    async fn sweep(self: &Arc<Self>) -> Result<(), StoreError> {
         let store = &self.ctx.store;
         let stale = store
             .dialogs_with_pending(self.ctx.clock.now() - STALE, 100)
@@ -318,8 +319,7 @@ impl Responder {
             tokio::select! {
                 out = &mut work => return Ok(out),
                 _ = renew.tick() => {
-                    let now = self.ctx.clock.now();
-                    if !self.ctx.store.lease_reply(job.dialog, &self.owner, now, now + LEASE).await? {
+                    if self.lease(job.dialog).await?.is_none() {
                         return Err(ReplyError::LeaseLost);
                     }
                 }
@@ -355,22 +355,29 @@ impl Responder {
         Ok(())
     }
 
+    /// Takes or renews the dialog's reply lease for a full term; when taken,
+    /// the instant just before it was asked for (the lease lasts `LEASE`
+    /// from at least then). When another process holds it, the store leaves
+    /// that process a request to answer again.
+    async fn lease(&self, dialog: DialogId) -> Result<Option<Instant>, StoreError> {
+        let asked = Instant::now();
+        let now = self.ctx.clock.now();
+        let taken = self
+            .ctx
+            .store
+            .lease_reply(dialog, &self.owner, now, now + LEASE)
+            .await?;
+        Ok(taken.then_some(asked))
+    }
+
     /// Takes the dialog's reply lease; when another process holds it, the
     /// store leaves that process a request to answer again once its reply
     /// ends (the messages that woke this reply may have come after it read
     /// its history). When the lease was taken, the instant just before it
     /// was asked for (the lease lasts `LEASE` from at least then).
     async fn take_lease(&self, dialog: DialogId) -> Option<Instant> {
-        let asked = Instant::now();
-        let now = self.ctx.clock.now();
-        match self
-            .ctx
-            .store
-            .lease_reply(dialog, &self.owner, now, now + LEASE)
-            .await
-        {
-            Ok(true) => Some(asked),
-            Ok(false) => None,
+        match self.lease(dialog).await {
+            Ok(leased) => leased,
             Err(e) => {
                 tracing::warn!(error = %e, "cannot lease the dialog; recovery will retry");
                 None
@@ -421,7 +428,7 @@ impl Responder {
 
     /// The person blocked the bot: their pending messages are dropped (they
     /// cannot be answered) and the user is flagged.
-    async fn give_up_blocked(&self, job: ReplyJob) -> Result<(), vitte_domain::ports::StoreError> {
+    async fn give_up_blocked(&self, job: ReplyJob) -> Result<(), StoreError> {
         let store = &self.ctx.store;
         let pending: Vec<_> = store
             .pending_messages(job.dialog)
@@ -449,7 +456,7 @@ impl Responder {
         &self,
         dialog: DialogId,
         scope: Scope,
-    ) -> Result<Option<(Vec<Message>, Vec<Message>)>, vitte_domain::ports::StoreError> {
+    ) -> Result<Option<(Vec<Message>, Vec<Message>)>, StoreError> {
         let store = &self.ctx.store;
         if scope == Scope::Window {
             let history = store.recent_messages(dialog, HISTORY).await?;
@@ -593,14 +600,9 @@ impl Responder {
                 Some(piece) = rx.recv() => display.take(piece).await?,
                 _ = tick.tick() => display.refresh().await?,
                 _ = renew.tick() => {
-                    let asked = Instant::now();
-                    let now = self.ctx.clock.now();
-                    if !store.lease_reply(job.dialog, &self.owner, now, now + LEASE).await? {
-                        // Another process took over (we stalled past the lease):
-                        // stop rather than answer the same messages twice.
-                        return Err(ReplyError::LeaseLost);
-                    }
-                    leased_at = asked;
+                    // Lost: another process took over (we stalled past the
+                    // lease); stop rather than answer the same messages twice.
+                    leased_at = self.lease(job.dialog).await?.ok_or(ReplyError::LeaseLost)?;
                 }
             }
         };
@@ -633,14 +635,8 @@ impl Responder {
         // overtaken: unless the lease is fresh, confirm it, for a full term,
         // before anything is shown, so a reply taken over elsewhere is not
         // sent twice.
-        if leased_at.elapsed() >= FRESH_LEASE {
-            let now = self.ctx.clock.now();
-            if !store
-                .lease_reply(job.dialog, &self.owner, now, now + LEASE)
-                .await?
-            {
-                return Err(ReplyError::LeaseLost);
-            }
+        if leased_at.elapsed() >= FRESH_LEASE && self.lease(job.dialog).await?.is_none() {
+            return Err(ReplyError::LeaseLost);
         }
         // Sending can wait out Telegram's "retry after" for a while: keep the
         // lease meanwhile, or another process would answer these messages too.
@@ -693,9 +689,8 @@ impl Responder {
         &self,
         job: ReplyJob,
         completion: &ReplyCompletion<'_>,
-    ) -> Result<vitte_domain::ports::CompletedReply, ReplyError> {
+    ) -> Result<CompletedReply, ReplyError> {
         use backon::BackoffBuilder;
-        use vitte_domain::ports::StoreError;
 
         let store = &self.ctx.store;
         let mut lease_ends = Instant::now() + SHOWN_LEASE_LEFT;
@@ -711,14 +706,9 @@ impl Responder {
                 other => return Ok(other?),
             };
             if lease_ends.saturating_duration_since(Instant::now()) < LEASE_RENEW_BELOW {
-                let asked = Instant::now();
-                let now = self.ctx.clock.now();
-                match store
-                    .lease_reply(job.dialog, &self.owner, now, now + LEASE)
-                    .await
-                {
-                    Ok(true) => lease_ends = asked + LEASE_STD,
-                    Ok(false) => return Err(ReplyError::LeaseLost),
+                match self.lease(job.dialog).await {
+                    Ok(Some(asked)) => lease_ends = asked + LEASE_STD,
+                    Ok(None) => return Err(ReplyError::LeaseLost),
                     Err(StoreError::Unavailable(_)) => {}
                     Err(e) => return Err(e.into()),
                 }
@@ -740,7 +730,7 @@ impl Responder {
         &self,
         user: UserId,
         now: DateTime<Utc>,
-    ) -> Result<SpendDecision, vitte_domain::ports::StoreError> {
+    ) -> Result<SpendDecision, StoreError> {
         let store = &self.ctx.store;
         let limits = &self.ctx.spend;
         let day = start_of_day(now);
@@ -761,11 +751,7 @@ impl Responder {
 
     /// What all replies of the day starting at `day` cost, in micro-dollars;
     /// read from the store at most every `GLOBAL_SPEND_TTL`.
-    async fn global_cost(
-        &self,
-        day: DateTime<Utc>,
-        now: DateTime<Utc>,
-    ) -> Result<u64, vitte_domain::ports::StoreError> {
+    async fn global_cost(&self, day: DateTime<Utc>, now: DateTime<Utc>) -> Result<u64, StoreError> {
         let cached = *self.global_spend.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(c) = cached
             && c.day == day
@@ -898,7 +884,7 @@ enum Lease {
 #[derive(Debug, thiserror::Error)]
 enum ReplyError {
     #[error(transparent)]
-    Store(#[from] vitte_domain::ports::StoreError),
+    Store(#[from] StoreError),
     #[error(transparent)]
     Send(#[from] SendError),
     #[error("the dialog, its user or its persona is gone")]

@@ -89,6 +89,44 @@ macro_rules! insert_message {
     };
 }
 
+/// The first part of a statement storing a message, `$1`…`$11` bound by
+/// [`bind_new`]: `m` holds the stored row (none when a message of the same
+/// update was stored before), and its dialog's `updated_at` moves with it.
+/// One statement commits both, in one round trip.
+macro_rules! store_message {
+    () => {
+        concat!(
+            "WITH m AS (",
+            insert_message!(),
+            "), d AS ( \
+                 UPDATE dialogs SET updated_at = GREATEST(updated_at, $11) \
+                 WHERE id = $1 AND EXISTS (SELECT 1 FROM m) \
+             )"
+        )
+    };
+}
+
+impl PgStore {
+    /// Runs `sql`, a statement made of [`store_message!`] and what follows,
+    /// selecting `m`; when the insert did nothing, answers the message
+    /// stored before from the same update.
+    async fn store_message(
+        &self,
+        sql: &'static str,
+        message: &NewMessage,
+        now: DateTime<Utc>,
+    ) -> Result<Message, StoreError> {
+        let row = bind_new(sqlx::query_as::<_, MessageRow>(sql), message, now)
+            .fetch_optional(&self.pool)
+            .await
+            .map_err(db)?;
+        match row {
+            Some(row) => row.try_into(),
+            None => from_update(&self.pool, message.update_id).await,
+        }
+    }
+}
+
 /// A stored reply and the dialog's score after it.
 #[derive(sqlx::FromRow)]
 struct CompletedRow {
@@ -173,28 +211,8 @@ impl MessageRepo for PgStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
-        // One statement: the message and its dialog's `updated_at` commit
-        // together without a transaction's extra round trips.
-        let row = bind_new(
-            sqlx::query_as::<_, MessageRow>(concat!(
-                "WITH m AS (",
-                insert_message!(),
-                "), d AS ( \
-                     UPDATE dialogs SET updated_at = GREATEST(updated_at, $11) \
-                     WHERE id = $1 AND EXISTS (SELECT 1 FROM m) \
-                 ) \
-                 SELECT * FROM m"
-            )),
-            message,
-            now,
-        )
-        .fetch_optional(&self.pool)
-        .await
-        .map_err(db)?;
-        match row {
-            Some(row) => row.try_into(),
-            None => from_update(&self.pool, message.update_id).await,
-        }
+        self.store_message(concat!(store_message!(), " SELECT * FROM m"), message, now)
+            .await
     }
 
     async fn message(&self, id: MessageId) -> Result<Option<Message>, StoreError> {
@@ -272,39 +290,28 @@ impl MessageRepo for PgStore {
         message: &NewMessage,
         now: DateTime<Utc>,
     ) -> Result<Message, StoreError> {
-        let Some(update) = message.update_id else {
+        if message.update_id.is_none() {
             return Err(StoreError::Conflict(
                 "a message stored with its update needs the update's id".to_owned(),
             ));
-        };
-        // One statement, so one round trip and one commit: the message, its
-        // dialog's `updated_at` and the update's end are stored together.
-        let row = bind_new(
-            sqlx::query_as::<_, MessageRow>(concat!(
-                "WITH m AS (",
-                insert_message!(),
-                "), d AS ( \
-                     UPDATE dialogs SET updated_at = GREATEST(updated_at, $11) \
-                     WHERE id = $1 AND EXISTS (SELECT 1 FROM m) \
-                 ), u AS ( \
+        }
+        // The update's end joins the same statement. Stored before (the
+        // handler ran again after a crash), the message stored then is the
+        // answer, and the update is finished all the same.
+        self.store_message(
+            concat!(
+                store_message!(),
+                ", u AS ( \
                      UPDATE inbound_updates \
                      SET state = 'done', finished_at = $11, leased_until = NULL \
                      WHERE update_id = $6 AND state = 'pending' \
                  ) \
                  SELECT * FROM m"
-            )),
+            ),
             message,
             now,
         )
-        .fetch_optional(&self.pool)
         .await
-        .map_err(db)?;
-        match row {
-            Some(row) => row.try_into(),
-            // Stored before (the handler ran again after a crash): that
-            // message is the answer, and the update is finished all the same.
-            None => from_update(&self.pool, Some(update)).await,
-        }
     }
 
     async fn complete_reply(
