@@ -35,11 +35,10 @@ pub struct RedisSettings {
     /// Longest one attempt to (re)connect may take.
     pub connect_timeout: Duration,
     /// After Redis fails, how long every call fails at once before one call
-    /// probes Redis again. Deletes are refused too: the write path must not
-    /// wait on a Redis that just failed, and a delete that cannot reach
-    /// Redis is missed either way (the delayed second delete of
-    /// [`CachePolicy::redelete_after`](crate::CachePolicy::redelete_after)
-    /// catches a Redis back by then; the TTL bounds the rest).
+    /// probes Redis again. Deletes are refused too, so the write path never
+    /// waits on a Redis that just failed; the keys of deletes that did not
+    /// reach Redis are kept and deleted by the probe before it does anything
+    /// else, so nothing a write invalidated is read back once Redis returns.
     pub cool_down: Duration,
     /// Each failed probe doubles the cool-down, up to this.
     pub max_cool_down: Duration,
@@ -121,13 +120,49 @@ struct Shared {
     /// The generation of the last connection made.
     generations: AtomicU64,
     breaker: Breaker,
+    /// Keys whose delete did not reach Redis; the next probe deletes them.
+    missed: Mutex<Missed>,
 }
+
+/// Deletes that did not reach Redis.
+#[derive(Debug, Default)]
+struct Missed {
+    keys: std::collections::HashSet<String>,
+    /// More keys were missed than [`MAX_MISSED`]; those are left to their TTL.
+    overflowed: bool,
+}
+
+/// Most missed deletes kept for the probe (about 10 MB of keys at most).
+const MAX_MISSED: usize = 100_000;
 
 impl Shared {
     fn link(&self) -> MutexGuard<'_, Link> {
         // Every change of the link is a single assignment: a poisoned lock
         // still holds a valid state.
         self.link.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn missed(&self) -> MutexGuard<'_, Missed> {
+        self.missed.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Keeps `keys`, whose delete did not reach Redis, for the next probe.
+    fn remember_missed(&self, keys: &[String]) {
+        let mut missed = self.missed();
+        for key in keys {
+            if missed.keys.len() >= MAX_MISSED {
+                if !missed.overflowed {
+                    tracing::error!(
+                        kept = MAX_MISSED,
+                        "too many cache deletes missed while Redis was down; \
+                         the rest are left to their TTL"
+                    );
+                }
+                missed.overflowed = true;
+                return;
+            }
+            missed.keys.insert(key.clone());
+        }
     }
 
     /// Drops connection `generation` after it failed, unless it is gone
@@ -176,6 +211,7 @@ impl RedisCache {
                 link: Mutex::new(Link::Idle),
                 generations: AtomicU64::new(0),
                 breaker: Breaker::new("cache", settings.cool_down, settings.max_cool_down),
+                missed: Mutex::new(Missed::default()),
             }),
         })
     }
@@ -238,21 +274,42 @@ impl RedisCache {
             .admit(Instant::now())
             .ok_or(RedisCacheError::CoolingDown)?;
         let limit = self.shared.settings.op_timeout;
+        // The probe first deletes what writes invalidated while Redis was
+        // out of reach, so no call reads it back.
+        let missed: Vec<String> = if permit.is_probe() {
+            let mut missed = self.shared.missed();
+            missed.overflowed = false;
+            missed.keys.drain().collect()
+        } else {
+            Vec::new()
+        };
         let mut used = None;
         let result = tokio::time::timeout(limit, async {
             let (manager, generation) = self.manager().await?;
             used = Some(generation);
-            op(manager).await.map_err(|e| {
-                // The connection's own response timeout is the same limit.
+            // The connection's own response timeout is the same limit.
+            let error = |e: RedisError| {
                 if e.is_timeout() {
                     RedisCacheError::TimedOut(limit)
                 } else {
                     RedisCacheError::Redis(e)
                 }
-            })
+            };
+            if !missed.is_empty() {
+                let mut m = manager.clone();
+                redis::cmd("DEL")
+                    .arg(&missed)
+                    .query_async::<i64>(&mut m)
+                    .await
+                    .map_err(error)?;
+            }
+            op(manager).await.map_err(error)
         })
         .await
         .unwrap_or(Err(RedisCacheError::TimedOut(limit)));
+        if result.is_err() && !missed.is_empty() {
+            self.shared.remember_missed(&missed);
+        }
         match &result {
             Err(e) if e.is_outage() => {
                 if let Some(generation) = used {
@@ -364,9 +421,14 @@ impl Cache for RedisCache {
             return Ok(());
         }
         let cmd = redis::cmd("DEL").arg(keys).clone();
-        Ok(self
+        let result = self
             .call(|mut m| async move { cmd.query_async::<i64>(&mut m).await.map(drop) })
-            .await?)
+            .await;
+        // Whatever kept it from Redis, the probe deletes it later.
+        if result.is_err() {
+            self.shared.remember_missed(keys);
+        }
+        Ok(result?)
     }
 }
 

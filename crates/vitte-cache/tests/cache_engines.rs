@@ -346,3 +346,52 @@ async fn the_cache_recovers_by_itself_when_redis_comes_back() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_delete_that_missed_redis_is_done_before_anything_is_read_again() {
+    let url = support::redis_url();
+    let upstream = url
+        .strip_prefix("redis://")
+        .and_then(|rest| rest.split('/').next())
+        .expect("a redis:// URL with host:port")
+        .to_owned();
+    let proxy = Proxy::start(upstream).await;
+    let settings = RedisSettings {
+        op_timeout: Duration::from_millis(500),
+        connect_timeout: Duration::from_millis(500),
+        cool_down: Duration::from_millis(50),
+        max_cool_down: Duration::from_millis(50),
+    };
+    let cache = RedisCache::connect_with(&proxy.url, settings)
+        .await
+        .expect("connect through the proxy");
+    let key = format!("{}:k", support::unique_namespace());
+    cache
+        .set(&key, b"old", Duration::from_secs(60))
+        .await
+        .expect("set");
+
+    // A write invalidates the key while Redis is out of reach: the delete
+    // fails, and Redis still holds the old value.
+    proxy.cut();
+    let mut missed = false;
+    for _ in 0..5 {
+        missed |= cache.delete(std::slice::from_ref(&key)).await.is_err();
+    }
+    assert!(missed, "deletes kept working with Redis cut off");
+
+    proxy.restore();
+    let deadline = Instant::now() + Duration::from_secs(10);
+    loop {
+        match cache.get(&key).await {
+            Ok(value) => {
+                assert_eq!(value, None, "the invalidated value was read back");
+                break;
+            }
+            Err(_) => {
+                assert!(Instant::now() < deadline, "never reconnected");
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        }
+    }
+}
