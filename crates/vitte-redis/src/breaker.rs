@@ -148,8 +148,12 @@ impl Breaker {
     }
 
     fn succeeded(&self, probe: bool) -> Transition {
+        // The common case, a call let through while closed, takes no lock.
+        if !probe {
+            return Transition::None;
+        }
         let mut inner = self.lock();
-        if !(probe && matches!(inner.state, State::HalfOpen { .. })) {
+        if !matches!(inner.state, State::HalfOpen { .. }) {
             // A call let through while closed proves nothing new; one that
             // ends while open or half-open does not decide for the probe.
             return Transition::None;

@@ -85,6 +85,17 @@ fn base_url(addr: SocketAddr) -> String {
     format!("http://{}", SocketAddr::new(ip, addr.port()))
 }
 
+/// `listener` with TCP_NODELAY on every accepted socket, so small writes (a
+/// stream's pieces) go out at once: otherwise Nagle's algorithm holds each
+/// one until the previous is acknowledged, which a delayed ACK makes 40 ms.
+pub(crate) fn no_delay(
+    listener: tokio::net::TcpListener,
+) -> impl axum::serve::Listener<Addr = SocketAddr> {
+    axum::serve::ListenerExt::tap_io(listener, |tcp| {
+        let _ = tcp.set_nodelay(true);
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

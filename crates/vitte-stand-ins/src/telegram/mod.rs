@@ -159,13 +159,7 @@ impl TelegramStandIn {
         let closing = self.shared.closing.clone();
         let pusher = tokio::spawn(webhook::run(self.shared.clone()));
         let stop = closing.clone();
-        // Small writes (a stream's pieces) go out at once: without
-        // TCP_NODELAY, Nagle's algorithm holds each one back until the
-        // previous is acknowledged, which a delayed ACK makes 40 ms.
-        let listener = axum::serve::ListenerExt::tap_io(listener, |tcp| {
-            let _ = tcp.set_nodelay(true);
-        });
-        let result = axum::serve(listener, self.router())
+        let result = axum::serve(crate::server::no_delay(listener), self.router())
             .with_graceful_shutdown(async move {
                 tokio::select! {
                     () = shutdown => {}
